@@ -1,0 +1,56 @@
+# mxedge — on-premises edge for a cloud NAC.
+# `make` lists the targets. The two that matter: `make demo` and `make test`.
+
+GO       ?= go
+VERSION  ?= $(shell cat VERSION 2>/dev/null || git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
+BIN_DIR  ?= bin
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+GOFLAGS_BUILD := -trimpath -ldflags "$(LDFLAGS)"
+export CGO_ENABLED ?= 0
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list targets
+	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  %-12s %s\n",$$1,$$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## build bin/mxedge, bin/mxcloud and bin/mxload for this machine
+	@mkdir -p $(BIN_DIR)
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN_DIR)/ ./cmd/...
+
+.PHONY: test
+test: build ## unit, fuzz-seed, race and real-peer integration tests (needs the Debian peers: see .ci/run)
+	$(GO) vet ./...
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
+
+.PHONY: test-short
+test-short: ## unit tests only, no real peers
+	$(GO) test -short -count=1 ./...
+
+.PHONY: bench
+bench: build ## benchmarks: Go benchmarks plus mxedge vs radsecproxy through FreeRADIUS
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./proxy/... ./edge/... ./cache/...
+	$(BIN_DIR)/mxload compare
+
+.PHONY: lint
+lint: ## go vet, gofmt and staticcheck
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+
+.PHONY: demo
+demo: build ## lab cloud on loopback, the edge in front of it, traffic through it
+	$(BIN_DIR)/mxcloud demo --mxedge $(BIN_DIR)/mxedge
+
+.PHONY: fuzz
+fuzz: ## run each fuzz target for 20s
+	@for p in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list 'Fuzz.*' $$p 2>/dev/null | grep ^Fuzz); do \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 20s $$p || exit 1; done; done
+
+.PHONY: clean
+clean: ## remove build output
+	rm -rf $(BIN_DIR) dist
+
+-include packaging/deb.mk

@@ -1,0 +1,69 @@
+package cache
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults and limits of Options. The TTL bounds follow cache_ttl_days (1..30).
+const (
+	DefaultTTL         = 7 * 24 * time.Hour
+	MinTTL             = 24 * time.Hour
+	MaxTTL             = 30 * 24 * time.Hour
+	DefaultMaxEntries  = 1_000_000
+	DefaultMaxEvents   = 100_000
+	DefaultSweepBatch  = 1000
+	DefaultLockTimeout = time.Second
+)
+
+// Options configure a Store. The zero value is valid and means the defaults.
+type Options struct {
+	TTL         time.Duration // entry lifetime after the last cloud auth; 1–30 days, default 7
+	MaxEntries  int           // entries kept; past it the soonest-expiring go first
+	MaxEvents   int           // outbox length; past it the oldest events are dropped
+	SweepBatch  int           // expired entries deleted per write transaction
+	LockTimeout time.Duration // wait for another process's file lock; default 1s
+
+	Now        func() time.Time      // clock, injectable for TTL tests
+	Logger     *slog.Logger          // default: discard
+	Registerer prometheus.Registerer // nil: metrics are kept but not registered
+
+	// noSync skips fdatasync; only the benchmark fixture builder sets it,
+	// because a cache that can't survive a power cut is no cache.
+	noSync bool
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.TTL == 0 {
+		o.TTL = DefaultTTL
+	}
+	if o.TTL < MinTTL || o.TTL > MaxTTL {
+		return o, fmt.Errorf("cache: TTL %s outside %s..%s", o.TTL, MinTTL, MaxTTL)
+	}
+	if o.MaxEntries == 0 {
+		o.MaxEntries = DefaultMaxEntries
+	}
+	if o.MaxEvents == 0 {
+		o.MaxEvents = DefaultMaxEvents
+	}
+	if o.SweepBatch == 0 {
+		o.SweepBatch = DefaultSweepBatch
+	}
+	if o.MaxEntries < 0 || o.MaxEvents < 0 || o.SweepBatch < 0 {
+		return o, fmt.Errorf("cache: negative limit (max entries %d, max events %d, sweep batch %d)",
+			o.MaxEntries, o.MaxEvents, o.SweepBatch)
+	}
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = DefaultLockTimeout
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o, nil
+}

@@ -1,0 +1,140 @@
+package cache
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const (
+	crashEnv      = "MXEDGE_CACHE_CRASH_HELPER" // path of the store the helper writes
+	crashPageSize = 500
+	crashMaxPages = 400 // bounds the helper if nobody kills it
+)
+
+func crashPage(p int) SyncPage {
+	ups := make([]Entry, crashPageSize)
+	for j := range ups {
+		ups[j] = mab(p*crashPageSize+j, time.Time{})
+	}
+	return SyncPage{Cursor: fmt.Sprintf("page-%d", p), Upserts: ups}
+}
+
+// TestHelperProcess is the child of TestCrashMidSync: it resumes from the
+// store's cursor and applies pages until killed, printing each commit.
+func TestHelperProcess(t *testing.T) {
+	path := os.Getenv(crashEnv)
+	if path == "" {
+		t.Skip("helper for TestCrashMidSync")
+	}
+	s, err := Open(path, Options{})
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(2)
+	}
+	next := 0
+	if c := s.Cursor(); c != "" {
+		n, _ := strconv.Atoi(strings.TrimPrefix(c, "page-"))
+		next = n + 1
+	}
+	for p := next; p < crashMaxPages; p++ {
+		if err := s.ApplySync(crashPage(p)); err != nil {
+			fmt.Println("apply:", err)
+			os.Exit(2)
+		}
+		fmt.Printf("committed %d\n", p)
+	}
+	os.Exit(0)
+}
+
+// TestCrashMidSync kills a process applying sync pages with SIGKILL, three
+// times in a row, and checks that each time the store opens at exactly a
+// committed page boundary with the matching cursor.
+func TestCrashMidSync(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns a child process")
+	}
+	path := filepath.Join(t.TempDir(), "crash.db")
+	lastSeen := -1
+	for round := range 3 {
+		killAfter := lastSeen + 8
+		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
+		cmd.Env = append(os.Environ(), crashEnv+"="+path)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(out)
+		killed := false
+		for sc.Scan() {
+			var p int
+			if _, err := fmt.Sscanf(sc.Text(), "committed %d", &p); err != nil {
+				t.Logf("child: %s", sc.Text())
+				continue
+			}
+			lastSeen = p
+			if p >= killAfter && !killed {
+				// The child is already building or committing the next page.
+				if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+				killed = true
+			}
+		}
+		err = cmd.Wait()
+		cancel()
+		var ee *exec.ExitError
+		if !killed || !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Fatalf("round %d: child not killed as planned: killed=%v err=%v", round, killed, err)
+		}
+
+		s, err := Open(path, Options{})
+		if err != nil {
+			t.Fatalf("round %d: reopen after SIGKILL: %v", round, err)
+		}
+		cur := s.Cursor()
+		n, err := strconv.Atoi(strings.TrimPrefix(cur, "page-"))
+		if err != nil {
+			t.Fatalf("round %d: cursor %q", round, cur)
+		}
+		// The child may have committed a page or two after its last line
+		// reached us, never fewer than it reported.
+		if n < lastSeen {
+			t.Fatalf("round %d: cursor %q behind the last reported commit %d", round, cur, lastSeen)
+		}
+		if got, want := s.Count(), (n+1)*crashPageSize; got != want {
+			t.Fatalf("round %d: Count = %d, want %d for cursor %q", round, got, want, cur)
+		}
+		for _, i := range []int{0, n*crashPageSize + crashPageSize - 1} {
+			if !present(t, s, i) {
+				t.Errorf("round %d: entry %d of a committed page missing", round, i)
+			}
+		}
+		if present(t, s, (n+1)*crashPageSize) {
+			t.Errorf("round %d: entry of uncommitted page %d present", round, n+1)
+		}
+		checkConsistent(t, s)
+		listed := 0
+		if err := s.List(func(Entry) bool { listed++; return true }); err != nil || listed != s.Count() {
+			t.Errorf("round %d: List saw %d (err %v), Count %d", round, listed, err, s.Count())
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("round %d: killed after page %d reported, store at %s with %d entries", round, killAfter, cur, (n+1)*crashPageSize)
+		lastSeen = n
+	}
+}

@@ -1,0 +1,28 @@
+// Package cache is mxedge's durable store for site survivability: the clients
+// the cloud NAC recently authenticated (with the authorization it gave them),
+// the event outbox filled while the cloud is unreachable, and the sync cursor
+// that lets the cloud send only what changed.
+//
+// It lives in a single bbolt file so that a restart during a WAN outage still
+// finds every client, and so that a crash mid-sync leaves the last committed
+// state rather than half of a page. Entries expire a configurable time after
+// the client's last successful cloud authentication; expiry is checked on
+// every read and enforced on disk by a sweeper walking a TTL index, so the
+// store never serves a stale authorization even between sweeps.
+//
+// Layout (schema v2, version in the meta bucket, migrated on Open):
+//
+//	meta       schema version, entry and event counts, sync cursor
+//	entries    MAC (12 hex) → record for MAB; MAC "/" identity → record for EAP-TLS
+//	ttl        big-endian expiry ‖ entry key → nothing, for sweeping and eviction
+//	full-seen  keys received by a running full resync (absent otherwise)
+//	outbox     big-endian sequence → event (JSON)
+//	event-ids  event ID → sequence, for acks and idempotent appends
+//
+// The file is locked while open: other processes (the CLI) get a clear
+// error after Options.LockTimeout and must ask the daemon instead.
+//
+// The package knows nothing of RADIUS wire formats: attributes are kept as
+// dictionary names with textual or raw values, and it is the consumer's job
+// to turn them into packets.
+package cache

@@ -1,0 +1,113 @@
+package cache
+
+import (
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func TestOutboxOrderAckIdempotency(t *testing.T) {
+	clk := newClock()
+	path := filepath.Join(t.TempDir(), "cache.db")
+	s, err := Open(path, Options{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := []Event{
+		{Type: "NAC Client Access Allowed", MAC: macN(1), Fields: map[string]string{"vlan": "100"}},
+		{ID: "fixed-id", Type: "NAC Client Access Denied", MAC: macN(2), Reason: "unknown CA"},
+		{Type: "NAC Client Access Allowed", MAC: macN(3), Identity: "alice", Time: epoch.Add(-time.Minute)},
+	}
+	for _, ev := range in {
+		if err := s.AppendEvent(ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A retried append of a pending event is a no-op.
+	if err := s.AppendEvent(Event{ID: "fixed-id", Type: "dup"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.PendingEvents(0)
+	if err != nil || len(got) != 3 || s.OutboxLen() != 3 {
+		t.Fatalf("PendingEvents = %d events, %v; OutboxLen %d", len(got), err, s.OutboxLen())
+	}
+	for i, ev := range got {
+		if ev.MAC != in[i].MAC || ev.Type != in[i].Type {
+			t.Errorf("event %d = %+v, want %+v", i, ev, in[i])
+		}
+		if len(ev.ID) != 32 && ev.ID != "fixed-id" {
+			t.Errorf("event %d ID %q: want 128-bit hex", i, ev.ID)
+		}
+	}
+	if !got[0].Time.Equal(epoch) || !got[2].Time.Equal(epoch.Add(-time.Minute)) {
+		t.Errorf("times: %s, %s", got[0].Time, got[2].Time)
+	}
+	if got[0].Fields["vlan"] != "100" || got[1].Reason != "unknown CA" {
+		t.Errorf("fields lost: %+v", got)
+	}
+	// IDs are stable across reads and reopen: the cloud dedupes on them.
+	s.Close()
+	s = mustOpen(t, path, Options{Now: clk.Now})
+	again, err := s.PendingEvents(2)
+	if err != nil || !reflect.DeepEqual(again, got[:2]) {
+		t.Fatalf("after reopen PendingEvents(2) = %+v, %v\nwant %+v", again, err, got[:2])
+	}
+	if err := s.AckEvents(got[0].ID, "fixed-id", "never-existed"); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := s.PendingEvents(0)
+	if len(rest) != 1 || rest[0].ID != got[2].ID || s.OutboxLen() != 1 {
+		t.Fatalf("after ack: %+v (len %d)", rest, s.OutboxLen())
+	}
+	// An acked ID may be appended again (it is a new event to us).
+	if err := s.AppendEvent(Event{ID: "fixed-id", Type: "again"}); err != nil || s.OutboxLen() != 2 {
+		t.Fatalf("re-append after ack: %v, len %d", err, s.OutboxLen())
+	}
+}
+
+func TestOutboxBound(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s := mustOpen(t, "", Options{MaxEvents: 3, Registerer: reg})
+	for i := range 5 {
+		if err := s.AppendEvent(Event{ID: string(rune('a' + i)), Type: "t"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, _ := s.PendingEvents(0)
+	var ids string
+	for _, ev := range evs {
+		ids += ev.ID
+	}
+	if ids != "cde" || s.OutboxLen() != 3 || s.Stats().EventsDropped != 2 {
+		t.Fatalf("ids %q len %d stats %+v; want the newest three, 2 dropped", ids, s.OutboxLen(), s.Stats())
+	}
+	if got := counterValue(t, reg, "mxedge_cache_outbox_dropped_total"); got != 2 {
+		t.Errorf("outbox_dropped_total = %v", got)
+	}
+	// The dropped IDs are forgotten, so acking them is harmless.
+	if err := s.AckEvents("a", "b", "c"); err != nil || s.OutboxLen() != 2 {
+		t.Fatalf("ack: %v len %d", err, s.OutboxLen())
+	}
+}
+
+func FuzzDecodeEvent(f *testing.F) {
+	b, _ := encodeEvent(&Event{ID: "x", Type: "NAC Client Access Allowed", Time: epoch, Fields: map[string]string{"a": "b"}})
+	f.Add(b)
+	f.Add([]byte(`{"id":""}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ev, err := decodeEvent(b)
+		if err != nil {
+			return
+		}
+		b2, err := encodeEvent(&ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := decodeEvent(b2); err != nil {
+			t.Fatalf("re-decode: %v", err)
+		}
+	})
+}

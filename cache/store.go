@@ -1,0 +1,451 @@
+package cache
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Bucket and meta key names. They are the on-disk schema: renaming one
+// needs a migration.
+var (
+	bucketMeta     = []byte("meta")
+	bucketEntries  = []byte("entries")
+	bucketTTL      = []byte("ttl")       // expiry‖entry key → nil
+	bucketFullSeen = []byte("full-seen") // entry keys received in the running full resync
+	bucketOutbox   = []byte("outbox")    // sequence → event
+	bucketEventIDs = []byte("event-ids") // event ID → sequence
+
+	metaSchema  = []byte("schema")
+	metaEntries = []byte("entries")
+	metaEvents  = []byte("events")
+	metaDropped = []byte("events-dropped")
+	metaCursor  = []byte("cursor")
+)
+
+// initialMmapSize is 1 GiB on 64-bit platforms; 32-bit ones grow on demand.
+const initialMmapSize = (strconv.IntSize / 64) << 30
+
+// Store is the bbolt-backed client cache and event outbox. It is safe for
+// concurrent use.
+type Store struct {
+	db      *bolt.DB
+	path    string
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics
+
+	// wmu orders write transactions with the counter updates that follow
+	// their commit, so the in-memory counts never run behind an older commit.
+	wmu     sync.Mutex
+	entries atomic.Int64
+	events  atomic.Int64
+	dropped atomic.Int64
+	commits atomic.Int64 // write transactions committed; tests check batching
+}
+
+// Stats is a snapshot for `mxedge status` and `mxedge cache ls`.
+type Stats struct {
+	Entries       int    // stored, including expired ones not yet swept
+	Events        int    // outbox depth
+	EventsDropped int64  // events dropped because the outbox was full
+	Cursor        string // last committed sync cursor
+	FullSync      bool   // a full resync is in progress
+	SchemaVersion int
+	FileSize      int64
+}
+
+// Open opens (creating if needed) the store at path and runs any pending
+// schema migrations in a single transaction. It fails after
+// Options.LockTimeout if another process holds the file.
+func Open(path string, opts Options) (*Store, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:      opts.LockTimeout,
+		FreelistType: bolt.FreelistMapType,
+		NoSync:       opts.noSync,
+		// Address space only (the file grows as written): a map that
+		// already fits a 1M store means no re-mmap, so a long List or
+		// lookup never stalls a sync commit, and big commits don't copy
+		// every dirty node out of the old map first.
+		InitialMmapSize: initialMmapSize,
+	})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("cache: %s is locked by another process (waited %s): %w", path, opts.LockTimeout, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cache: open %s: %w", path, err)
+	}
+	s := &Store{db: db, path: path, opts: opts, log: opts.Logger}
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := s.migrate(tx); err != nil {
+			return err
+		}
+		meta := tx.Bucket(bucketMeta)
+		s.entries.Store(getInt(meta, metaEntries))
+		s.events.Store(getInt(meta, metaEvents))
+		s.dropped.Store(getInt(meta, metaDropped))
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.metrics, err = newMetrics(s, opts.Registerer)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close unregisters the metrics and closes the file. Pending read
+// transactions finish first.
+func (s *Store) Close() error {
+	s.metrics.unregister()
+	return s.db.Close()
+}
+
+// Lookup returns the entry for a client: identity "" for MAB, the
+// certificate identity (Identity.Key of the presented certificate's fields)
+// for EAP-TLS. mac may be in any form NormalizeMAC accepts. An entry at or
+// past its expiry is never returned, swept or not.
+func (s *Store) Lookup(mac, identity string) (Entry, bool, error) {
+	key, err := encodeKey(Key{MAC: mac, Identity: identity})
+	if err != nil {
+		return Entry{}, false, err
+	}
+	now := s.opts.Now().UnixNano()
+	var (
+		e     Entry
+		found bool
+	)
+	err = s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketEntries).Get(key)
+		if v == nil {
+			return nil
+		}
+		exp, ok := recordExpiry(v)
+		if !ok {
+			return fmt.Errorf("%w: %s", errCorrupt, decodeKey(key))
+		}
+		if now >= exp {
+			s.metrics.expired.Inc()
+			return nil
+		}
+		var err error
+		e, err = decodeEntry(v)
+		found = err == nil
+		return err
+	})
+	if err != nil {
+		s.metrics.fail.Inc()
+		return Entry{}, false, err
+	}
+	if found {
+		s.metrics.hit.Inc()
+	} else {
+		s.metrics.miss.Inc()
+	}
+	return e, found, nil
+}
+
+// Upsert stores e, replacing the entry under the same key. A zero
+// LastAuthAt means now; a zero ExpiresAt means LastAuthAt + TTL. An entry
+// already expired is not stored, and removes the one it would replace.
+func (s *Store) Upsert(e Entry) error {
+	return s.update(func(w *wtx) error { return w.upsert(e) })
+}
+
+// Delete removes one entry. Deleting a missing entry is not an error.
+func (s *Store) Delete(k Key) error {
+	key, err := encodeKey(k)
+	if err != nil {
+		return err
+	}
+	return s.update(func(w *wtx) error {
+		w.del(key)
+		return nil
+	})
+}
+
+// Purge removes every entry of mac (MAB and EAP-TLS alike), or every entry
+// when mac is "", and returns how many it removed.
+func (s *Store) Purge(mac string) (int, error) {
+	var n int
+	if mac == "" {
+		err := s.update(func(w *wtx) error {
+			n = int(w.entriesN)
+			for _, name := range [][]byte{bucketEntries, bucketTTL} {
+				if err := w.tx.DeleteBucket(name); err != nil {
+					return err
+				}
+				if _, err := w.tx.CreateBucket(name); err != nil {
+					return err
+				}
+			}
+			w.entriesN = 0
+			return nil
+		})
+		return n, err
+	}
+	norm, ok := NormalizeMAC(mac)
+	if !ok {
+		return 0, fmt.Errorf("%w: %q", ErrBadMAC, mac)
+	}
+	prefix := []byte(norm)
+	err := s.update(func(w *wtx) error {
+		var keys [][]byte
+		c := w.entries.Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			keys = append(keys, bytes.Clone(k))
+		}
+		n = 0
+		for _, k := range keys {
+			if w.del(k) {
+				n++
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
+// List calls fn for every unexpired entry in key order until fn returns
+// false. It holds one read transaction throughout, which would stall a
+// writer that needs to grow the map past its initial size: keep fn quick.
+func (s *Store) List(fn func(Entry) bool) error {
+	now := s.opts.Now().UnixNano()
+	return s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketEntries).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if exp, ok := recordExpiry(v); ok && now >= exp {
+				continue
+			}
+			e, err := decodeEntry(v)
+			if err != nil {
+				s.log.Warn("cache: skipping unreadable entry", "key", decodeKey(k).String(), "err", err)
+				continue
+			}
+			if !fn(e) {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
+// Count returns the number of stored entries, including expired ones the
+// sweeper has not removed yet.
+func (s *Store) Count() int { return int(s.entries.Load()) }
+
+// Stats returns counters and sync state.
+func (s *Store) Stats() Stats {
+	st := Stats{
+		Entries:       int(s.entries.Load()),
+		Events:        int(s.events.Load()),
+		EventsDropped: s.dropped.Load(),
+		SchemaVersion: schemaVersion,
+	}
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		st.Cursor = string(tx.Bucket(bucketMeta).Get(metaCursor))
+		st.FullSync = tx.Bucket(bucketFullSeen) != nil
+		st.FileSize = tx.Size()
+		return nil
+	})
+	return st
+}
+
+// Path is the file the store lives in.
+func (s *Store) Path() string { return s.path }
+
+// wtx is one write transaction with the counters it moves. Counters are
+// persisted in the meta bucket by the same commit, so a reopen needs no
+// scan of a million keys to know them.
+type wtx struct {
+	s                         *Store
+	tx                        *bolt.Tx
+	meta, entries, ttl, seen  *bolt.Bucket
+	entriesN, events, dropped int64
+	swept, evicted, rejected  int
+	now                       int64
+}
+
+func (s *Store) update(fn func(w *wtx) error) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	var (
+		w        wtx
+		dropped0 int64
+	)
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		w = wtx{s: s, tx: tx, now: s.opts.Now().UnixNano()}
+		w.bind()
+		w.entriesN = getInt(w.meta, metaEntries)
+		w.events = getInt(w.meta, metaEvents)
+		w.dropped = getInt(w.meta, metaDropped)
+		dropped0 = w.dropped
+		if err := fn(&w); err != nil {
+			return err
+		}
+		w.bind() // fn may have recreated buckets
+		if err := w.evict(); err != nil {
+			return err
+		}
+		return errors.Join(
+			putInt(w.meta, metaEntries, w.entriesN),
+			putInt(w.meta, metaEvents, w.events),
+			putInt(w.meta, metaDropped, w.dropped),
+		)
+	})
+	if err != nil {
+		return err
+	}
+	s.commits.Add(1)
+	s.entries.Store(w.entriesN)
+	s.events.Store(w.events)
+	s.dropped.Store(w.dropped)
+	s.metrics.swept.Add(float64(w.swept))
+	s.metrics.evictions.Add(float64(w.evicted))
+	s.metrics.rejected.Add(float64(w.rejected))
+	s.metrics.eventsDropped.Add(float64(w.dropped - dropped0))
+	return nil
+}
+
+func (w *wtx) bind() {
+	w.meta = w.tx.Bucket(bucketMeta)
+	w.entries = w.tx.Bucket(bucketEntries)
+	w.ttl = w.tx.Bucket(bucketTTL)
+	w.seen = w.tx.Bucket(bucketFullSeen)
+}
+
+func (w *wtx) upsert(e Entry) error {
+	key, err := e.normalize()
+	if err != nil {
+		return err
+	}
+	if e.ExpiresAt.IsZero() {
+		if e.LastAuthAt.IsZero() {
+			e.LastAuthAt = time.Unix(0, w.now).UTC()
+		}
+		e.ExpiresAt = e.LastAuthAt.Add(w.s.opts.TTL)
+	}
+	if w.seen != nil {
+		// Seen even when expired: the cloud still has it, so it is not stale.
+		if err := w.seen.Put(key, nil); err != nil {
+			return err
+		}
+	}
+	exp := unixNano(e.ExpiresAt)
+	if exp <= w.now {
+		w.del(key)
+		return nil
+	}
+	if old := w.entries.Get(key); old != nil {
+		if oexp, ok := recordExpiry(old); ok {
+			if err := w.ttl.Delete(ttlKey(oexp, key)); err != nil {
+				return err
+			}
+		}
+	} else {
+		w.entriesN++
+	}
+	if err := w.entries.Put(key, encodeEntry(&e)); err != nil {
+		return err
+	}
+	return w.ttl.Put(ttlKey(exp, key), nil)
+}
+
+// del removes the entry under key and its TTL index key, if present.
+func (w *wtx) del(key []byte) bool {
+	old := w.entries.Get(key)
+	if old == nil {
+		return false
+	}
+	if exp, ok := recordExpiry(old); ok {
+		// An unreadable record leaves an orphan index key; the sweeper
+		// drops those when it reaches them.
+		_ = w.ttl.Delete(ttlKey(exp, key))
+	}
+	_ = w.entries.Delete(key)
+	w.entriesN--
+	return true
+}
+
+// evict enforces MaxEntries, soonest-expiring first: those are the entries
+// least likely to be needed again before they lapse anyway.
+func (w *wtx) evict() error {
+	over := w.entriesN - int64(w.s.opts.MaxEntries)
+	if over <= 0 {
+		return nil
+	}
+	var victims [][]byte
+	c := w.ttl.Cursor()
+	for k, _ := c.First(); k != nil && int64(len(victims)) < over; k, _ = c.Next() {
+		victims = append(victims, bytes.Clone(k))
+	}
+	for _, k := range victims {
+		exp, key := splitTTLKey(k)
+		if v := w.entries.Get(key); v != nil {
+			if vexp, ok := recordExpiry(v); ok && vexp == exp && w.del(key) {
+				w.evicted++
+				continue
+			}
+		}
+		if err := w.ttl.Delete(k); err != nil {
+			return err
+		}
+	}
+	if w.evicted > 0 {
+		w.s.log.Info("cache: evicted entries over the size bound", "evicted", w.evicted, "max_entries", w.s.opts.MaxEntries)
+	}
+	return nil
+}
+
+// ttlKey sorts by expiry: the sign bit is flipped so that big-endian byte
+// order matches signed order.
+func ttlKey(exp int64, key []byte) []byte {
+	b := make([]byte, 8, 8+len(key))
+	binary.BigEndian.PutUint64(b, uint64(exp)^1<<63)
+	return append(b, key...)
+}
+
+func splitTTLKey(k []byte) (int64, []byte) {
+	if len(k) < 8 {
+		return 0, nil
+	}
+	return int64(binary.BigEndian.Uint64(k) ^ 1<<63), k[8:]
+}
+
+func getInt(b *bolt.Bucket, k []byte) int64 {
+	v := b.Get(k)
+	if len(v) != 8 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(v))
+}
+
+func putInt(b *bolt.Bucket, k []byte, n int64) error {
+	return b.Put(k, binary.BigEndian.AppendUint64(nil, uint64(n)))
+}
+
+// fileSize is for tests and benchmarks.
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}

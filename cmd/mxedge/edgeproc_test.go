@@ -1,0 +1,285 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mxedge/mxedge/cmd/internal/labpki"
+	"github.com/mxedge/mxedge/cmd/internal/peers"
+)
+
+// edgeBin is the mxedge binary under test, built once by TestMain (or
+// taken from MXEDGE_BIN).
+var edgeBin string
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		if b := os.Getenv("MXEDGE_BIN"); b != "" {
+			edgeBin = b
+			return m.Run()
+		}
+		dir, err := os.MkdirTemp("", "mxedge-bin")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		edgeBin = filepath.Join(dir, "mxedge")
+		build := exec.Command("go", "build", "-o", edgeBin, ".")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building mxedge:", err)
+			return 1
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// edgeProc is a running mxedge binary.
+type edgeProc struct {
+	cmd      *exec.Cmd
+	cfgPath  string
+	Auth     string
+	Acct     string
+	Metrics  string
+	mu       sync.Mutex
+	log      strings.Builder
+	exited   chan struct{}
+	readyErr error
+}
+
+// edgeConfig is what a test varies in the generated config.
+type edgeConfig struct {
+	Secret    string
+	Upstreams []string
+	PKI       *labpki.PKI
+	Extra     string // appended YAML
+	// ClientAddr is the client prefix (127.0.0.1/32 by default).
+	ClientAddr string
+	// OptOutMA sets require_message_authenticator: false.
+	OptOutMA bool
+	// StateDir is state_dir (a fresh temp dir by default); set it to
+	// pre-seed the client cache before the daemon locks it.
+	StateDir string
+	// Mode is survivability.mode ("cloud" by default).
+	Mode string
+	// Survivability is YAML appended inside the survivability section,
+	// each line indented by two spaces.
+	Survivability string
+}
+
+func (c edgeConfig) yaml(t testing.TB, auth, acct, metrics int) string {
+	addr := c.ClientAddr
+	if addr == "" {
+		addr = "127.0.0.1/32"
+	}
+	stateDir, mode := c.StateDir, c.Mode
+	if stateDir == "" {
+		stateDir = t.TempDir()
+	}
+	if mode == "" {
+		mode = "cloud"
+	}
+	var ups []string
+	for _, u := range c.Upstreams {
+		ups = append(ups, strconv.Quote(u))
+	}
+	return fmt.Sprintf(`state_dir: %s
+log:
+  level: debug
+metrics:
+  listen: 127.0.0.1:%d
+radius:
+  auth_listen: ["127.0.0.1:%d"]
+  acct_listen: ["127.0.0.1:%d"]
+  clients:
+    - name: lab-switch
+      address: %s
+      secret: %q
+      vendor: cisco
+      site: lab
+      require_message_authenticator: %v
+cloud:
+  radsec:
+    servers: [%s]
+    ca: %s
+    cert: %s
+    key: %s
+    timeout: 3s
+    status_interval: 2s
+survivability:
+  mode: %s
+%s%s`, stateDir, metrics, auth, acct, addr, c.Secret, !c.OptOutMA,
+		strings.Join(ups, ", "), c.PKI.RadSecCAFile, c.PKI.RadSecClient.Chain, c.PKI.RadSecClient.Key, mode, c.Survivability, c.Extra)
+}
+
+// startEdge writes the config, starts mxedge and waits for its ready line.
+func startEdge(t testing.TB, c edgeConfig) *edgeProc {
+	t.Helper()
+	auth := peers.FreeLoopbackPort(t, "udp")
+	acct := peers.FreeLoopbackPort(t, "udp")
+	met := peers.FreeLoopbackPort(t, "tcp")
+	dir := t.TempDir()
+	e := &edgeProc{
+		cfgPath: filepath.Join(dir, "config.yaml"),
+		Auth:    fmt.Sprintf("127.0.0.1:%d", auth),
+		Acct:    fmt.Sprintf("127.0.0.1:%d", acct),
+		Metrics: fmt.Sprintf("127.0.0.1:%d", met),
+		exited:  make(chan struct{}),
+	}
+	if err := os.WriteFile(e.cfgPath, []byte(c.yaml(t, auth, acct, met)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.cmd = exec.Command(edgeBin, "run", "--config", e.cfgPath)
+	stderr, err := e.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		once := sync.Once{}
+		for sc.Scan() {
+			line := sc.Text()
+			e.mu.Lock()
+			e.log.WriteString(line + "\n")
+			e.mu.Unlock()
+			if strings.Contains(line, "mxedge ready") {
+				once.Do(func() { close(ready) })
+			}
+		}
+		io.Copy(io.Discard, stderr)
+	}()
+	go func() { e.cmd.Wait(); close(e.exited) }()
+	t.Cleanup(func() {
+		e.stop()
+		if t.Failed() {
+			t.Logf("mxedge log (tail):\n%s", tailString(e.Log(), 80))
+		}
+	})
+	select {
+	case <-ready:
+	case <-e.exited:
+		t.Fatalf("mxedge exited before it was ready:\n%s", e.Log())
+	case <-time.After(20 * time.Second):
+		t.Fatalf("mxedge not ready after 20s:\n%s", e.Log())
+	}
+	return e
+}
+
+func (e *edgeProc) Log() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.log.String()
+}
+
+func (e *edgeProc) stop() {
+	select {
+	case <-e.exited:
+		return
+	default:
+	}
+	e.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-e.exited:
+	case <-time.After(15 * time.Second):
+		e.cmd.Process.Kill()
+		<-e.exited
+	}
+}
+
+// metric returns the sum of a metric's samples whose label set contains
+// every label in match, scraped from /metrics.
+func (e *edgeProc) metric(t *testing.T, name string, match ...string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + e.Metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	re := regexp.MustCompile(`^` + regexp.QuoteMeta(name) + `(\{[^}]*\})? (\S+)$`)
+	var sum float64
+	for _, line := range strings.Split(string(body), "\n") {
+		m := re.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		ok := true
+		for _, l := range match {
+			if !strings.Contains(m[1], l) {
+				ok = false
+			}
+		}
+		if ok {
+			v, _ := strconv.ParseFloat(m[2], 64)
+			sum += v
+		}
+	}
+	return sum
+}
+
+// waitFor polls cond every 20 ms until it holds or d passes.
+func waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return cond()
+}
+
+func tailString(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// sendFrom sends one raw datagram from a chosen loopback source address and
+// reports whether anything came back within wait.
+func sendFrom(t *testing.T, src, dst string, b []byte, wait time.Duration) bool {
+	t.Helper()
+	la, _ := net.ResolveUDPAddr("udp", src)
+	ra, _ := net.ResolveUDPAddr("udp", dst)
+	c, err := net.DialUDP("udp", la, ra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(wait))
+	buf := make([]byte, 4096)
+	_, err = c.Read(buf)
+	return err == nil
+}

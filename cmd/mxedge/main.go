@@ -1,0 +1,103 @@
+// Command mxedge is the on-premises edge daemon for a cloud NAC. It is kept
+// thin: flags and exit codes here, everything else in package edge.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/mxedge/mxedge/edge"
+	"github.com/mxedge/mxedge/edge/config"
+)
+
+var version = "0.0.0-dev"
+
+const defaultConfig = "/etc/mxedge/config.yaml"
+
+const usage = `mxedge — on-premises edge for a cloud NAC
+
+Usage:
+  mxedge run          [--config FILE]   run the daemon (RADIUS/UDP in, RadSec to the cloud out)
+  mxedge check-config [--config FILE]   validate a config; prints FILE: KEY: reason per problem, exit 1 if any
+  mxedge version                        print the version
+
+--config defaults to ` + defaultConfig + `. MXEDGE_* environment variables
+override scalar keys, e.g. MXEDGE_LOG_LEVEL=debug for log.level.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet("mxedge "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", defaultConfig, "config file")
+	switch cmd {
+	case "version", "--version", "-v":
+		fmt.Fprintf(stdout, "mxedge %s\n", version)
+		return 0
+	case "help", "--help", "-h":
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "check-config":
+		if err := fs.Parse(args); err != nil {
+			return 2
+		}
+		cfg, err := config.Load(*cfgPath)
+		if err != nil {
+			fmt.Fprintln(stderr, describe(*cfgPath, err))
+			return 1
+		}
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintln(stderr, "warning:", w)
+		}
+		fmt.Fprintf(stdout, "%s: ok\n", *cfgPath)
+		return 0
+	case "run":
+		if err := fs.Parse(args); err != nil {
+			return 2
+		}
+		cfg, err := config.Load(*cfgPath)
+		if err != nil {
+			fmt.Fprintln(stderr, describe(*cfgPath, err))
+			return 1
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		err = edge.Run(ctx, edge.Options{
+			ConfigPath: *cfgPath,
+			Config:     cfg,
+			Version:    version,
+			Stderr:     stderr,
+		})
+		if err != nil {
+			fmt.Fprintln(stderr, "mxedge:", err)
+			return 1
+		}
+		return 0
+	default:
+		fmt.Fprintf(stderr, "mxedge: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+}
+
+// describe makes a read error look like the validation errors: FILE: reason.
+func describe(path string, err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return fmt.Sprintf("%s: %v", path, pe.Err)
+	}
+	return err.Error()
+}

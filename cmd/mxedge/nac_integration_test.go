@@ -1,0 +1,303 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/mxedge/mxedge/cache"
+	"github.com/mxedge/mxedge/cmd/internal/eapload"
+	"github.com/mxedge/mxedge/cmd/internal/labpki"
+	"github.com/mxedge/mxedge/cmd/internal/load"
+	"github.com/mxedge/mxedge/cmd/internal/peers"
+)
+
+// Local NAC values: the cache is seeded with these before mxedge starts.
+const (
+	localCachedMAC  = "02:00:00:00:00:01" // user@example.org's laptop
+	localCachedVLAN = "110"
+	localUnknownMAC = "02:00:00:00:00:02"
+	localMABMAC     = "aabbcc000001" // a printer
+	localMABVLAN    = "printers"
+	localDefMAB     = "41"
+	localDefDot1X   = "51"
+)
+
+// startLocalEdge seeds state_dir/cache.db and starts mxedge in
+// survivability mode local, with no cloud.
+func startLocalEdge(t testing.TB, p *labpki.PKI, server *labpki.Cert) (*edgeProc, string) {
+	t.Helper()
+	stateDir := t.TempDir()
+	store, err := cache.Open(filepath.Join(stateDir, "cache.db"), cache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []cache.Entry{
+		{MAC: localCachedMAC, AuthType: cache.AuthEAPTLS,
+			Identity:      cache.Identity{CN: "user@example.org", SANEmail: "user@example.org"},
+			Authorization: cache.Authorization{VLAN: localCachedVLAN, Role: "staff", SessionTimeout: 2 * time.Hour}},
+		{MAC: localMABMAC, AuthType: cache.AuthMAB, Identity: cache.Identity{UserName: localMABMAC},
+			Authorization: cache.Authorization{VLAN: localMABVLAN}},
+	} {
+		if err := store.Upsert(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e := startEdge(t, edgeConfig{
+		Secret:   labSecret,
+		PKI:      p,
+		StateDir: stateDir,
+		Mode:     "local",
+		Survivability: fmt.Sprintf(`  default_mab_vlan: %q
+  default_dot1x_vlan: %q
+  org_ca: %s
+  crl: [%s]
+  eap_cert: %s
+  eap_key: %s
+`, localDefMAB, localDefDot1X, p.OrgCAFile, p.OrgCRL, server.Chain, server.Key),
+	})
+	return e, stateDir
+}
+
+func TestLocalNACEAPTLS(t *testing.T) {
+	peers.RequireBin(t, "eapol_test")
+	p := labPKI(t)
+	e, stateDir := startLocalEdge(t, p, p.EAPServerECDSA)
+
+	cases := []struct {
+		name   string
+		cert   *labpki.Cert
+		mac    string
+		accept bool
+		vlan   string
+	}{
+		{"cached client", p.User, localCachedMAC, true, localCachedVLAN},
+		{"unknown client", p.Machine, localUnknownMAC, true, localDefDot1X},
+		{"valid cert on a spoofed MAC", p.User, localUnknownMAC, true, localDefDot1X},
+		{"long chain", p.LongChain, localUnknownMAC, true, localDefDot1X},
+		{"expired", p.Expired, localCachedMAC, false, ""},
+		{"revoked", p.Revoked, localCachedMAC, false, ""},
+		{"untrusted", p.Untrusted, localCachedMAC, false, ""},
+	}
+	for _, c := range cases {
+		for _, tls13 := range []bool{false, true} {
+			name := c.name + "/TLS1.2"
+			if tls13 {
+				name = c.name + "/TLS1.3"
+			}
+			t.Run(name, func(t *testing.T) {
+				res, err := peers.EAPOLTest(ctxFor(t, 30*time.Second), e.Auth, labSecret, peers.EAPTLS{
+					Identity: "anonymous@example.org", CACert: p.RootFile,
+					ClientCert: c.cert.Chain, PrivateKey: c.cert.Key,
+					TLS13: tls13, CallingStationID: c.mac,
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := "TLSv1.2"
+				if tls13 {
+					want = "TLSv1.3"
+				}
+				if c.accept {
+					if !res.Success || res.MPPEOK != 1 || res.MPPEMismatch != 0 {
+						t.Fatalf("success=%v MPPE ok=%d mismatch=%d\n%s", res.Success, res.MPPEOK, res.MPPEMismatch, tailString(res.Output, 40))
+					}
+					if res.VLAN() != c.vlan {
+						t.Fatalf("VLAN %q, want %q", res.VLAN(), c.vlan)
+					}
+					if res.TLSVersion != want {
+						t.Fatalf("TLS version %q, want %q", res.TLSVersion, want)
+					}
+					if c.cert == p.LongChain && res.RequestFragments < 1 {
+						t.Fatalf("long chain sent without fragmentation (%d fragments)", res.RequestFragments)
+					}
+					t.Logf("%s: %d challenges, %d fragmented requests, VLAN %s", res.TLSVersion, res.Challenges, res.RequestFragments, res.VLAN())
+				} else if res.Success {
+					t.Fatal("accepted, want reject")
+				}
+			})
+		}
+	}
+	if n := e.metric(t, "mxedge_nac_decisions_total", `auth_type="eap-tls"`, `result="accept"`, `source="cache"`); n != 2 {
+		t.Errorf("cache accepts %v, want 2", n)
+	}
+	if n := e.metric(t, "mxedge_nac_decisions_total", `auth_type="eap-tls"`, `result="reject"`); n != 6 {
+		t.Errorf("rejects %v, want 6", n)
+	}
+
+	// The events wait in the outbox for the cloud, across the restart.
+	e.stop()
+	store, err := cache.Open(filepath.Join(stateDir, "cache.db"), cache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	evs, err := store.PendingEvents(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, ev := range evs {
+		count[ev.Type]++
+	}
+	want := map[string]int{
+		"NAC Client Access Allowed": 8, "NAC Client Certificate Validation Success": 8,
+		"NAC Client Access Denied": 6, "NAC Client Certificate Expired": 2,
+		"NAC Client Cert Revoked": 2, "NAC Client Certificate Validation Failure": 2,
+	}
+	for k, v := range want {
+		if count[k] != v {
+			t.Errorf("%d %q events, want %d (all: %v)", count[k], k, v, count)
+		}
+	}
+}
+
+func TestLocalNACMAB(t *testing.T) {
+	peers.RequireBin(t, "radclient")
+	p := labPKI(t)
+	e, _ := startLocalEdge(t, p, p.EAPServerRSA)
+	cases := []struct {
+		name  string
+		attrs []string
+		code  string
+		vlan  string
+	}{
+		{"cached MAC", []string{`User-Name = "aabbcc000001"`, `User-Password = "aabbcc000001"`,
+			`Service-Type = Call-Check`, `NAS-Port-Type = Ethernet`, `Calling-Station-Id = "AA-BB-CC-00-00-01"`, ma},
+			"Access-Accept", localMABVLAN},
+		{"cached MAC, colon format", []string{`User-Name = "AA:BB:CC:00:00:01"`, `User-Password = "AA:BB:CC:00:00:01"`,
+			`Calling-Station-Id = "aa:bb:cc:00:00:01"`, ma}, "Access-Accept", localMABVLAN},
+		{"unknown MAC", []string{`User-Name = "aabbcc0000ff"`, `User-Password = "aabbcc0000ff"`,
+			`Service-Type = Call-Check`, `Calling-Station-Id = "AA-BB-CC-00-00-FF"`, ma}, "Access-Accept", localDefMAB},
+		{"password user", []string{`User-Name = "alice"`, `User-Password = "wonderland"`,
+			`Calling-Station-Id = "AA-BB-CC-00-00-FF"`, ma}, "Access-Reject", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := peers.Radclient(ctxFor(t, 10*time.Second), e.Auth, labSecret, "auth", c.attrs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Code != c.code || res.Attr("Tunnel-Private-Group-Id") != c.vlan {
+				t.Fatalf("got %s VLAN %q, want %s %q\n%s", res.Code, res.Attr("Tunnel-Private-Group-Id"), c.code, c.vlan, res.Output)
+			}
+			if c.vlan != "" && (res.Attr("Tunnel-Type") != "VLAN" || res.Attr("Tunnel-Medium-Type") != "IEEE-802") {
+				t.Fatalf("VLAN attributes incomplete: %v", res.Attrs)
+			}
+		})
+	}
+	t.Run("accounting answered locally", func(t *testing.T) {
+		res, err := peers.Radclient(ctxFor(t, 10*time.Second), e.Acct, labSecret, "acct", []string{
+			`Acct-Status-Type = Start`, `Acct-Session-Id = "s1"`, `User-Name = "aabbcc000001"`,
+			`Calling-Station-Id = "AA-BB-CC-00-00-01"`})
+		if err != nil {
+			t.Fatalf("%v\n%s", err, res.Output)
+		}
+		if res.Code != "Accounting-Response" {
+			t.Fatalf("got %q\n%s", res.Code, res.Output)
+		}
+	})
+	if got := e.metric(t, "mxedge_nac_decisions_total", `auth_type="mab"`); got != 3 {
+		t.Errorf("MAB decisions %v, want 3", got)
+	}
+}
+
+// BenchmarkLocalEAPTLS compares full EAP-TLS authentications per second and
+// the server's CPU time per authentication, mxedge's local NAC against
+// FreeRADIUS's EAP-TLS, on the same certificates with the same Go
+// supplicant load tool. Each server is a separate process; its CPU comes
+// from /proc, so the load generator's own work is not counted.
+func BenchmarkLocalEAPTLS(b *testing.B) {
+	dir := b.TempDir()
+	p, err := labpki.Generate(dir, labpki.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	clientCert, err := tls.LoadX509KeyPair(p.User.Chain, p.User.Key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(p.Root.X509)
+	for _, key := range []string{"ECDSA", "RSA"} {
+		server := p.EAPServerECDSA
+		if key == "RSA" {
+			server = p.EAPServerRSA
+		}
+		for _, impl := range []string{"mxedge", "freeradius"} {
+			b.Run(key+"/"+impl, func(b *testing.B) {
+				var addr, secret string
+				var pid int
+				switch impl {
+				case "mxedge":
+					e, _ := startLocalEdge(b, p, server)
+					addr, secret, pid = e.Auth, labSecret, e.cmd.Process.Pid
+				default:
+					fr := peers.MustFreeRADIUS(b, peers.FreeRADIUSOptions{PKI: p, UDP: true, Secret: labSecret,
+						EAPServerRSA: key == "RSA", EAPVLAN: map[string]string{"user@example.org": localDefDot1X}})
+					addr, secret, pid = fr.AuthAddr(), fr.Secret, fr.PID()
+				}
+				spec := eapload.Spec{Target: addr, Secret: []byte(secret), Concurrency: 8, Count: 50,
+					Duration: 20 * time.Second, ClientCert: clientCert, RootCAs: roots}
+				if res, err := eapload.RunEAPTLS(context.Background(), spec); err != nil || res.Failures > 0 {
+					b.Fatalf("warm-up: %v %v", err, res.FirstError)
+				}
+				spec.Count = max(b.N, 200)
+				cpu0, err := load.CPUTime(pid)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ResetTimer()
+				res, err := eapload.RunEAPTLS(context.Background(), spec)
+				b.StopTimer()
+				cpu1, _ := load.CPUTime(pid)
+				if err != nil || res.Auths == 0 {
+					b.Fatalf("%v %v", err, res.FirstError)
+				}
+				b.ReportMetric(res.Rate(), "auths/s")
+				b.ReportMetric(float64(cpu1-cpu0)/float64(time.Millisecond)/float64(res.Auths), "cpu-ms/auth")
+				b.ReportMetric(float64(res.Quantile(0.99))/float64(time.Millisecond), "p99-ms")
+				b.ReportMetric(float64(res.Failures), "failures")
+			})
+		}
+	}
+}
+
+// BenchmarkLocalMAB measures the daemon's CPU per local MAB answer and the
+// latency at concurrency 32 (cached and unknown MACs mixed).
+func BenchmarkLocalMAB(b *testing.B) {
+	p, err := labpki.Generate(b.TempDir(), labpki.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, _ := startLocalEdge(b, p, p.EAPServerECDSA)
+	spec := load.LoadSpec{Target: e.Auth, Secret: []byte(labSecret), Concurrency: 32, Count: 500,
+		Duration: 20 * time.Second, MACs: []string{localMABMAC, "aabbcc0000fe", "aabbcc0000fd"}}
+	if _, err := load.RunLoad(context.Background(), spec); err != nil {
+		b.Fatal(err)
+	}
+	spec.Count = max(b.N, 2000)
+	pid := e.cmd.Process.Pid
+	cpu0, err := load.CPUTime(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	res, err := load.RunLoad(context.Background(), spec)
+	b.StopTimer()
+	cpu1, _ := load.CPUTime(pid)
+	if err != nil || res.Answered == 0 {
+		b.Fatal(err)
+	}
+	b.ReportMetric(res.Rate(), "answers/s")
+	b.ReportMetric(float64(cpu1-cpu0)/float64(time.Microsecond)/float64(res.Answered), "cpu-µs/answer")
+	b.ReportMetric(float64(res.Quantile(0.99))/float64(time.Millisecond), "p99-ms")
+	b.ReportMetric(float64(res.Lost+res.Rejected), "lost+rejected")
+}

@@ -1,0 +1,301 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/viper"
+)
+
+// Config is one mxedge configuration, decoded and validated.
+type Config struct {
+	StateDir      string        `yaml:"state_dir"`
+	Log           Log           `yaml:"log"`
+	Metrics       Metrics       `yaml:"metrics"`
+	RADIUS        RADIUS        `yaml:"radius"`
+	RadSec        RadSec        `yaml:"radsec"`
+	Cloud         Cloud         `yaml:"cloud"`
+	Survivability Survivability `yaml:"survivability"`
+	Federation    []Federation  `yaml:"federation"`
+
+	warnings []string
+}
+
+// Log configures the daemon's slog handler.
+type Log struct {
+	Level  slog.Level `yaml:"level"`  // debug | info | warn | error
+	Format string     `yaml:"format"` // text | json
+}
+
+// Metrics configures the /metrics and /healthz listener.
+type Metrics struct {
+	Listen string `yaml:"listen"` // host:port; "" disables
+}
+
+// RADIUS configures the plain RADIUS listeners and the devices allowed to use them.
+type RADIUS struct {
+	AuthListen      []string      `yaml:"auth_listen"`
+	AcctListen      []string      `yaml:"acct_listen"`
+	DuplicateWindow time.Duration `yaml:"duplicate_window"` // answered replies are kept this long for retransmits
+	Clients         []Client      `yaml:"clients"`
+}
+
+// Client is a RADIUS client (NAS): a switch, controller or roaming operator.
+type Client struct {
+	Name                        string       `yaml:"name"`    // default: the address
+	Address                     netip.Prefix `yaml:"address"` // a bare IP is a /32 or /128; longest prefix wins
+	Secret                      Secret       `yaml:"secret"`
+	Vendor                      string       `yaml:"vendor"` // cisco | aruba | juniper | hpe | paloalto | generic
+	Site                        string       `yaml:"site"`
+	RequireMessageAuthenticator bool         `yaml:"require_message_authenticator"`
+	LimitProxyState             bool         `yaml:"limit_proxy_state"`
+	CoAPort                     int          `yaml:"coa_port"`
+}
+
+func (c *Client) setDefaults() {
+	c.Vendor = "generic"
+	c.RequireMessageAuthenticator = true
+	c.CoAPort = 3799
+}
+
+// RadSec configures the RadSec listener (devices' backup path, and the cloud's inbound).
+type RadSec struct {
+	Listen   []string `yaml:"listen"`
+	Cert     string   `yaml:"cert"`
+	Key      string   `yaml:"key"`
+	ClientCA string   `yaml:"client_ca"`
+}
+
+// Cloud configures how the edge reaches the cloud.
+type Cloud struct {
+	APIURL           string        `yaml:"api_url"`
+	RadSec           CloudRadSec   `yaml:"radsec"`
+	ProxyURL         string        `yaml:"proxy_url"`
+	SyncInterval     time.Duration `yaml:"sync_interval"`
+	LearnFromAccepts bool          `yaml:"learn_from_accepts"`
+	CachingSiteIDs   []string      `yaml:"caching_site_ids"`
+}
+
+// CloudRadSec configures the RadSec connections to the cloud's NAC.
+type CloudRadSec struct {
+	Servers        []string      `yaml:"servers"` // host:port, in failover order; a missing port is 2083
+	CA             string        `yaml:"ca"`
+	Cert           string        `yaml:"cert"`
+	Key            string        `yaml:"key"`
+	ServerName     string        `yaml:"server_name"`
+	Timeout        time.Duration `yaml:"timeout"`
+	IdleTimeout    time.Duration `yaml:"idle_timeout"`    // 0 keeps connections open
+	StatusInterval time.Duration `yaml:"status_interval"` // Status-Server on idle connections; 0 disables
+}
+
+// Survivability configures the local NAC used while the cloud is unreachable.
+type Survivability struct {
+	Enabled          bool     `yaml:"enabled"`
+	Mode             string   `yaml:"mode"` // auto | cloud | local
+	CacheTTLDays     int      `yaml:"cache_ttl_days"`
+	MaxEntries       int      `yaml:"max_entries"`
+	DefaultMABVLAN   string   `yaml:"default_mab_vlan"`
+	DefaultDot1XVLAN string   `yaml:"default_dot1x_vlan"`
+	OrgCA            string   `yaml:"org_ca"`
+	CRL              []string `yaml:"crl"`
+	EAPCert          string   `yaml:"eap_cert"`
+	EAPKey           string   `yaml:"eap_key"`
+	FragmentSize     int      `yaml:"fragment_size"`
+	Health           Health   `yaml:"health"`
+}
+
+// CacheTTL is CacheTTLDays as a duration.
+func (s Survivability) CacheTTL() time.Duration {
+	return time.Duration(s.CacheTTLDays) * 24 * time.Hour
+}
+
+// Health configures the probes that decide between cloud and survival.
+type Health struct {
+	ProbeInterval time.Duration `yaml:"probe_interval"`
+	ProbeTimeout  time.Duration `yaml:"probe_timeout"`
+	DownAfter     int           `yaml:"down_after"` // failed probes before survival
+	UpAfter       int           `yaml:"up_after"`   // good probes before failback
+}
+
+// Federation is a roaming federation such as eduroam.
+type Federation struct {
+	Name          string   `yaml:"name"`
+	SSIDs         []string `yaml:"ssids"`
+	ExcludeRealms []string `yaml:"exclude_realms"`
+	OperatorName  string   `yaml:"operator_name"`
+	LoadBalance   string   `yaml:"load_balance"` // round_robin | failover
+	AuthServers   []Server `yaml:"auth_servers"`
+	AcctServers   []Server `yaml:"acct_servers"`
+}
+
+func (f *Federation) setDefaults() { f.LoadBalance = "round_robin" }
+
+// Server is a plain RADIUS server of a federation.
+type Server struct {
+	Address string `yaml:"address"` // host:port
+	Secret  Secret `yaml:"secret"`
+}
+
+// Default returns the configuration used for every key a file leaves out.
+func Default() *Config {
+	return &Config{
+		StateDir: "/var/lib/mxedge",
+		Log:      Log{Level: slog.LevelInfo, Format: "text"},
+		Metrics:  Metrics{Listen: "127.0.0.1:9812"},
+		RADIUS: RADIUS{
+			AuthListen:      []string{":1812"},
+			AcctListen:      []string{":1813"},
+			DuplicateWindow: 30 * time.Second,
+		},
+		RadSec: RadSec{
+			Listen:   []string{":2083"},
+			Cert:     "/etc/mxedge/tls/radsec.pem",
+			Key:      "/etc/mxedge/tls/radsec.key",
+			ClientCA: "/etc/mxedge/tls/devices-ca.pem",
+		},
+		Cloud: Cloud{
+			RadSec: CloudRadSec{
+				CA:             "/etc/mxedge/tls/cloud-ca.pem",
+				Timeout:        3 * time.Second,
+				StatusInterval: 10 * time.Second,
+			},
+			SyncInterval:     30 * time.Minute,
+			LearnFromAccepts: true,
+		},
+		Survivability: Survivability{
+			Enabled:      true,
+			Mode:         "auto",
+			CacheTTLDays: 7,
+			MaxEntries:   1000000,
+			OrgCA:        "/etc/mxedge/tls/org-ca.pem",
+			EAPCert:      "/etc/mxedge/tls/eap.pem",
+			EAPKey:       "/etc/mxedge/tls/eap.key",
+			FragmentSize: 1020,
+			Health: Health{
+				ProbeInterval: 5 * time.Second,
+				ProbeTimeout:  2 * time.Second,
+				DownAfter:     3,
+				UpAfter:       3,
+			},
+		},
+	}
+}
+
+// Warnings are notes about a valid configuration that the operator should
+// still see (short secrets, for one), formatted like errors.
+func (c *Config) Warnings() []string { return c.warnings }
+
+// Load reads, decodes and validates the file at path, with MXEDGE_*
+// environment overrides applied. Problems come back as Errors.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
+
+// Parse is Load for a file already read; name is used in error messages.
+func Parse(name string, data []byte) (*Config, error) {
+	v := viper.New()
+	v.SetConfigType("yaml")
+	v.AllowEmptyEnv(true) // MXEDGE_METRICS_LISTEN= must be able to disable metrics
+	env := map[string]string{}
+	for _, key := range envKeys("", reflect.TypeFor[Config]()) {
+		name := EnvName(key)
+		if err := v.BindEnv(key, name); err != nil {
+			return nil, err
+		}
+		if _, ok := os.LookupEnv(name); ok {
+			env[key] = name
+		}
+	}
+	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
+		return nil, Errors{{File: name, Reason: yamlReason(err)}}
+	}
+
+	p := newProblems(name, env)
+	c := Default()
+	p.decode("", settings(v), reflect.ValueOf(c).Elem())
+	c.validate(p)
+	if len(p.errs) > 0 {
+		return nil, p.errs
+	}
+	c.warnings = p.warnings
+	return c, nil
+}
+
+// settings is viper's AllSettings, except that it keeps keys whose value is
+// empty, so that a misspelt key with nothing after it is still reported.
+func settings(v *viper.Viper) map[string]any {
+	m := map[string]any{}
+	keys := v.AllKeys()
+	slices.Sort(keys) // parents before children
+next:
+	for _, key := range keys {
+		path := strings.Split(key, ".")
+		val := v.Get(key)
+		parent := m
+		for _, name := range path[:len(path)-1] {
+			child, ok := parent[name].(map[string]any)
+			if !ok {
+				if val == nil && parent[name] != nil {
+					continue next // an empty key must not hide the value written in its place
+				}
+				child = map[string]any{}
+				parent[name] = child
+			}
+			parent = child
+		}
+		last := path[len(path)-1]
+		if _, ok := parent[last]; val != nil || !ok {
+			parent[last] = val
+		}
+	}
+	return m
+}
+
+// EnvName is the environment variable that overrides key, e.g.
+// MXEDGE_LOG_LEVEL for log.level.
+func EnvName(key string) string {
+	return "MXEDGE_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// envKeys lists the keys that can be overridden: those outside lists whose
+// values are scalars or lists of strings.
+func envKeys(prefix string, t reflect.Type) []string {
+	var keys []string
+	for _, f := range reflect.VisibleFields(t) {
+		name := f.Tag.Get("yaml")
+		if name == "" || !f.IsExported() {
+			continue
+		}
+		key := join(prefix, name)
+		switch {
+		case f.Type.Kind() == reflect.Struct && !isScalar(f.Type):
+			keys = append(keys, envKeys(key, f.Type)...)
+		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
+			// lists of objects: no override
+		default:
+			keys = append(keys, key)
+		}
+	}
+	return keys
+}
+
+// yamlReason makes a parser error one line without viper's wrapping.
+func yamlReason(err error) string {
+	var pe viper.ConfigParseError
+	if errors.As(err, &pe) && pe.Unwrap() != nil {
+		err = pe.Unwrap()
+	}
+	fields := strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; "))
+	return strings.ReplaceAll(strings.Join(fields, " "), ":;", ":")
+}

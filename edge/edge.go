@@ -1,0 +1,339 @@
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mxedge/mxedge/edge/config"
+	"github.com/mxedge/mxedge/edge/internal/notify"
+	"github.com/mxedge/mxedge/proxy"
+	"github.com/mxedge/mxedge/proxy/radsec"
+	"github.com/mxedge/mxedge/proxy/udp"
+)
+
+// radsecSecret is the RADIUS shared secret used inside every RadSec link
+// (RFC 6614 §2.3).
+var radsecSecret = []byte("radsec")
+
+// Options are what cmd/mxedge hands the daemon.
+type Options struct {
+	ConfigPath string
+	Config     *config.Config
+	Version    string
+	Stderr     io.Writer
+	// Ready, if set, is called once every listener is bound; tests use it
+	// instead of polling.
+	Ready func(a *App)
+}
+
+// App is a running edge.
+type App struct {
+	opts     Options
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	cfg      atomic.Pointer[config.Config]
+	clients  atomic.Pointer[proxy.ClientTable]
+	router   *Router
+	cloud    *radsec.Client
+	servers  []*udp.Server
+	conns    []net.PacketConn
+	metrics  net.Listener
+	reloads  *prometheus.CounterVec
+	reloadOK prometheus.Gauge
+	local    *localNAC // nil unless survivability built it (local.go)
+}
+
+// Run starts the edge and blocks until ctx ends, then shuts down in order:
+// stop reading, finish in-flight requests under a deadline, close upstreams.
+// SIGHUP reloads the config file.
+func Run(ctx context.Context, opts Options) error {
+	a, err := Start(ctx, opts)
+	if err != nil {
+		return err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			notify.Stopping()
+			a.log.Info("stopping")
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return a.Shutdown(sctx)
+		case <-hup:
+			notify.Reloading()
+			if err := a.Reload(); err != nil {
+				a.log.Error("reload refused; keeping the running config", "err", err)
+			}
+			notify.Ready()
+		}
+	}
+}
+
+// Start builds everything from opts.Config and binds the listeners.
+func Start(ctx context.Context, opts Options) (*App, error) {
+	cfg := opts.Config
+	if opts.Stderr == nil {
+		opts.Stderr = os.Stderr
+	}
+	a := &App{opts: opts, log: newLogger(opts.Stderr, cfg.Log), reg: newRegistry()}
+	a.cfg.Store(cfg)
+	a.registerMetrics()
+	for _, w := range cfg.Warnings() {
+		a.log.Warn("config", "note", w)
+	}
+
+	table, err := buildClients(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.clients.Store(table)
+
+	fwd := proxy.NewForwarder(radsecSecret, cfg.Cloud.RadSec.Timeout)
+	a.router = newRouter(a.log, a.reg, fwd)
+	switch cfg.Survivability.Mode {
+	case "cloud", "local":
+		a.router.forced.Store(cfg.Survivability.Mode)
+	}
+	if len(cfg.Cloud.RadSec.Servers) > 0 {
+		tc, err := cloudTLS(cfg.Cloud.RadSec)
+		if err != nil {
+			return nil, err
+		}
+		a.cloud, err = radsec.New(radsec.Config{
+			Servers:        cfg.Cloud.RadSec.Servers,
+			TLS:            tc,
+			Timeout:        cfg.Cloud.RadSec.Timeout,
+			StatusInterval: cfg.Cloud.RadSec.StatusInterval,
+			IdleTimeout:    cfg.Cloud.RadSec.IdleTimeout,
+			Logger:         a.log.With("component", "cloud-radsec"),
+			Registerer:     a.reg,
+			OnStateChange: func(server string, up bool) {
+				a.log.Info("cloud upstream state", "upstream", server, "up", up)
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("cloud.radsec: %w", err)
+		}
+		a.router.setCloud(a.cloud)
+	} else {
+		a.log.Warn("cloud.radsec.servers is empty: requests have nowhere to go")
+	}
+
+	if err := a.startLocal(cfg); err != nil {
+		a.closeAll()
+		return nil, err
+	}
+	if err := a.listen(ctx, cfg); err != nil {
+		a.closeAll()
+		return nil, err
+	}
+	notify.Ready()
+	a.log.Info("mxedge ready", "version", opts.Version, "auth", cfg.RADIUS.AuthListen,
+		"acct", cfg.RADIUS.AcctListen, "clients", len(cfg.RADIUS.Clients),
+		"cloud", cfg.Cloud.RadSec.Servers, "metrics", cfg.Metrics.Listen)
+	if opts.Ready != nil {
+		opts.Ready(a)
+	}
+	return a, nil
+}
+
+func (a *App) registerMetrics() {
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "mxedge_build_info", Help: "Build information; always 1.",
+	}, []string{"version"})
+	info.WithLabelValues(a.opts.Version).Set(1)
+	a.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mxedge_config_reloads_total", Help: "Config reloads by result.",
+	}, []string{"result"})
+	a.reloadOK = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "mxedge_config_last_reload_successful", Help: "1 if the last config reload succeeded.",
+	})
+	a.reloadOK.Set(1)
+	a.reg.MustRegister(info, a.reloads, a.reloadOK)
+}
+
+// buildClients turns the radius.clients section into a lookup table. The
+// config's warnings already name every client that opted out of
+// Message-Authenticator; Start logs them.
+func buildClients(cfg *config.Config) (*proxy.ClientTable, error) {
+	cs := make([]*proxy.Client, 0, len(cfg.RADIUS.Clients))
+	for _, c := range cfg.RADIUS.Clients {
+		cs = append(cs, &proxy.Client{
+			Name: c.Name, Prefix: c.Address, Secret: c.Secret.Reveal(), Vendor: c.Vendor, Site: c.Site,
+			RequireMessageAuthenticator: c.RequireMessageAuthenticator,
+			LimitProxyState:             c.LimitProxyState, CoAPort: c.CoAPort,
+		})
+	}
+	return proxy.NewClientTable(cs)
+}
+
+func cloudTLS(c config.CloudRadSec) (*tls.Config, error) {
+	if c.Cert == "" || c.Key == "" {
+		return nil, errors.New("cloud.radsec.cert and cloud.radsec.key: a client certificate is required for mutual TLS")
+	}
+	cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+	if err != nil {
+		return nil, fmt.Errorf("cloud.radsec.cert/key: %w", err)
+	}
+	pool, err := loadPool(c.CA)
+	if err != nil {
+		return nil, fmt.Errorf("cloud.radsec.ca: %w", err)
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		RootCAs:      pool,
+		ServerName:   c.ServerName,
+		MinVersion:   tls.VersionTLS12,
+	}, nil
+}
+
+func loadPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificates", path)
+	}
+	return pool, nil
+}
+
+func (a *App) listen(ctx context.Context, cfg *config.Config) error {
+	if cfg.Metrics.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
+		if err != nil {
+			return fmt.Errorf("metrics.listen: %w", err)
+		}
+		a.metrics = ln
+		go serveObservability(ctx, ln, a.reg, a.health, a.log)
+	}
+	for _, kind := range []string{"auth", "acct"} {
+		addrs := cfg.RADIUS.AuthListen
+		if kind == "acct" {
+			addrs = cfg.RADIUS.AcctListen
+		}
+		if len(addrs) == 0 {
+			continue
+		}
+		srv, err := udp.New(udp.Config{
+			Kind:            udp.Kind(kind),
+			Clients:         a.clients.Load,
+			Handler:         a.router,
+			DuplicateWindow: cfg.RADIUS.DuplicateWindow,
+			Logger:          a.log.With("listener", kind),
+			Registerer:      prometheus.WrapRegistererWith(prometheus.Labels{"listener": kind}, a.reg),
+		})
+		if err != nil {
+			return err
+		}
+		a.servers = append(a.servers, srv)
+		for _, addr := range addrs {
+			pc, err := net.ListenPacket("udp", addr)
+			if err != nil {
+				return fmt.Errorf("radius.%s_listen: %w", kind, err)
+			}
+			a.conns = append(a.conns, pc)
+			go func() {
+				if err := srv.Serve(pc); err != nil && ctx.Err() == nil {
+					a.log.Error("listener stopped", "addr", pc.LocalAddr().String(), "err", err)
+				}
+			}()
+		}
+	}
+	return nil
+}
+
+// AuthAddrs returns the bound auth listener addresses (for tests on :0).
+func (a *App) AuthAddrs() []net.Addr { return a.addrs("auth") }
+
+// AcctAddrs returns the bound accounting listener addresses.
+func (a *App) AcctAddrs() []net.Addr { return a.addrs("acct") }
+
+func (a *App) addrs(kind string) []net.Addr {
+	cfg := a.cfg.Load()
+	n := len(cfg.RADIUS.AuthListen)
+	var out []net.Addr
+	for i, c := range a.conns {
+		if (kind == "auth") == (i < n) {
+			out = append(out, c.LocalAddr())
+		}
+	}
+	return out
+}
+
+func (a *App) health() (bool, map[string]any) {
+	cloudUp := a.cloud != nil && a.cloud.Healthy()
+	return true, map[string]any{"status": "serving", "cloud_reachable": cloudUp}
+}
+
+// Reload re-reads the config file and swaps in what can change without
+// closing sockets: the client table (secrets included). An invalid file
+// is refused and the running config stays.
+func (a *App) Reload() error {
+	cfg, err := config.Load(a.opts.ConfigPath)
+	if err != nil {
+		a.reloads.WithLabelValues("error").Inc()
+		a.reloadOK.Set(0)
+		return err
+	}
+	table, err := buildClients(cfg)
+	if err != nil {
+		a.reloads.WithLabelValues("error").Inc()
+		a.reloadOK.Set(0)
+		return err
+	}
+	a.clients.Store(table)
+	a.cfg.Store(cfg)
+	a.reloads.WithLabelValues("ok").Inc()
+	a.reloadOK.Set(1)
+	a.log.Info("config reloaded", "clients", len(cfg.RADIUS.Clients))
+	return nil
+}
+
+// Shutdown stops reading, waits for in-flight requests under ctx, then
+// closes upstreams.
+func (a *App) Shutdown(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, s := range a.servers {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.Shutdown(ctx) }()
+	}
+	wg.Wait()
+	a.closeAll()
+	return nil
+}
+
+func (a *App) closeAll() {
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		a.local.close(ctx)
+	}()
+	for _, c := range a.conns {
+		c.Close()
+	}
+	if a.cloud != nil {
+		a.cloud.Close()
+	}
+	if a.metrics != nil {
+		a.metrics.Close()
+	}
+}

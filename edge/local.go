@@ -1,0 +1,193 @@
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mxedge/mxedge/cache"
+	"github.com/mxedge/mxedge/edge/config"
+	"github.com/mxedge/mxedge/edge/nac"
+	"github.com/mxedge/mxedge/edge/nac/eaptls"
+)
+
+// cacheFile is the client cache's name under state_dir.
+const cacheFile = "cache.db"
+
+// openCache opens state_dir/cache.db with the survivability TTL and size.
+// bbolt holds a file lock: a second mxedge on the same state_dir fails
+// here after cache.DefaultLockTimeout instead of hanging.
+func openCache(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*cache.Store, error) {
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state_dir: %w", err)
+	}
+	s, err := cache.Open(filepath.Join(cfg.StateDir, cacheFile), cache.Options{
+		TTL:        cfg.Survivability.CacheTTL(),
+		MaxEntries: cfg.Survivability.MaxEntries,
+		Logger:     log.With("component", "cache"),
+		Registerer: reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("client cache: %w", err)
+	}
+	return s, nil
+}
+
+// newLocal builds the local NAC from the survivability section: the org CA
+// bundle and CRLs that client certificates are checked against, the
+// server certificate for local EAP-TLS, and the default VLANs. The caller
+// owns the result and Closes it on shutdown (it flushes queued NAC events).
+func newLocal(cfg *config.Config, store nac.Store, log *slog.Logger, reg prometheus.Registerer) (*nac.Authenticator, error) {
+	s := cfg.Survivability
+	caPEM, err := os.ReadFile(s.OrgCA)
+	if err != nil {
+		return nil, fmt.Errorf("survivability.org_ca: %w", err)
+	}
+	crls := make([][]byte, 0, len(s.CRL))
+	for i, f := range s.CRL {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("survivability.crl[%d]: %w", i, err)
+		}
+		crls = append(crls, b)
+	}
+	trust, err := eaptls.ParseTrust(caPEM, crls...)
+	if err != nil {
+		return nil, fmt.Errorf("survivability.org_ca/crl: %w", err)
+	}
+	if _, err := os.Stat(s.EAPCert); err != nil {
+		return nil, fmt.Errorf("survivability.eap_cert: %w", err)
+	}
+	if _, err := os.Stat(s.EAPKey); err != nil {
+		return nil, fmt.Errorf("survivability.eap_key: %w", err)
+	}
+	cf := &certFile{cert: s.EAPCert, key: s.EAPKey, log: log}
+	if _, err := cf.get(); err != nil {
+		return nil, fmt.Errorf("survivability.eap_cert/eap_key: %w", err)
+	}
+	srv, err := eaptls.New(eaptls.Config{
+		Certificate:  cf.get,
+		Trust:        trust,
+		FragmentSize: s.FragmentSize,
+		Logger:       log.With("component", "eap-tls"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("survivability: %w", err)
+	}
+	a, err := nac.New(nac.Config{
+		EAP:              srv,
+		Store:            store,
+		DefaultMABVLAN:   s.DefaultMABVLAN,
+		DefaultDot1XVLAN: s.DefaultDot1XVLAN,
+		FragmentSize:     s.FragmentSize,
+		Logger:           log.With("component", "nac"),
+		Registerer:       reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("survivability: %w", err)
+	}
+	log.Info("local NAC ready", "org_ca", s.OrgCA, "crls", len(crls), "eap_cert", s.EAPCert,
+		"default_mab_vlan", s.DefaultMABVLAN, "default_dot1x_vlan", s.DefaultDot1XVLAN)
+	return a, nil
+}
+
+// localNAC is the client cache and the local authenticator built on it.
+type localNAC struct {
+	store *cache.Store
+	nac   *nac.Authenticator
+}
+
+// startLocal opens the cache and builds the local NAC when survivability
+// may need it, and hands it to the router. Mode "cloud" builds nothing.
+// Mode "local" fails without it; in mode "auto" a missing certificate or
+// CA (the cloud syncs them, so a fresh edge may not have them yet) only
+// leaves the edge cloud-only, loudly.
+func (a *App) startLocal(cfg *config.Config) error {
+	s := cfg.Survivability
+	if !s.Enabled || s.Mode == "cloud" {
+		return nil
+	}
+	store, err := openCache(cfg, a.log, a.reg)
+	if err != nil {
+		return err
+	}
+	n, err := newLocal(cfg, store, a.log, a.reg)
+	if err != nil {
+		store.Close()
+		if s.Mode == "local" {
+			return err
+		}
+		a.log.Error("local NAC unavailable: survivability is off until this is fixed", "err", err)
+		return nil
+	}
+	a.local = &localNAC{store: store, nac: n}
+	a.router.local = n
+	return nil
+}
+
+// close flushes queued NAC events and closes the cache.
+func (l *localNAC) close(ctx context.Context) {
+	if l == nil {
+		return
+	}
+	_ = l.nac.Close(ctx)
+	_ = l.store.Close()
+}
+
+// certFile serves the local EAP server certificate and picks up a new one
+// (written by the cloud sync or an operator) without a restart: the files'
+// modification times are checked at most once a second, and a pair that
+// fails to load keeps the previous certificate in service.
+type certFile struct {
+	cert, key string
+	log       *slog.Logger
+
+	mu      sync.Mutex
+	cur     *tls.Certificate
+	mod     [2]time.Time
+	checked time.Time
+}
+
+func (c *certFile) get() (*tls.Certificate, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	if c.cur != nil && now.Sub(c.checked) < time.Second {
+		return c.cur, nil
+	}
+	c.checked = now
+	var mod [2]time.Time
+	for i, f := range []string{c.cert, c.key} {
+		st, err := os.Stat(f)
+		if err != nil {
+			if c.cur != nil {
+				return c.cur, nil
+			}
+			return nil, err
+		}
+		mod[i] = st.ModTime()
+	}
+	if c.cur != nil && mod == c.mod {
+		return c.cur, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.cert, c.key)
+	if err != nil {
+		if c.cur != nil {
+			c.log.Error("new EAP server certificate not loaded; keeping the current one", "eap_cert", c.cert, "err", err)
+			return c.cur, nil
+		}
+		return nil, err
+	}
+	if c.cur != nil {
+		c.log.Info("EAP server certificate reloaded", "eap_cert", c.cert)
+	}
+	c.cur, c.mod = &cert, mod
+	return c.cur, nil
+}

@@ -1,0 +1,122 @@
+package edge
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"log/slog"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mxedge/mxedge/edge/config"
+)
+
+// writePair writes a self-signed CA certificate and key; it serves as both
+// the org CA and the EAP server certificate here.
+func writePair(t *testing.T, dir, name, cn string) (certPath, keyPath string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath, keyPath = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key")
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certPath, keyPath
+}
+
+func TestNewLocal(t *testing.T) {
+	dir := t.TempDir()
+	ca, _ := writePair(t, dir, "org-ca", "Org CA")
+	cert, key := writePair(t, dir, "eap", "eap.example")
+	missing := filepath.Join(dir, "missing.pem")
+	cases := []struct {
+		name    string
+		edit    func(*config.Survivability)
+		wantErr string
+	}{
+		{"ok", func(*config.Survivability) {}, ""},
+		{"org_ca missing", func(s *config.Survivability) { s.OrgCA = missing }, "survivability.org_ca"},
+		{"crl missing", func(s *config.Survivability) { s.CRL = []string{missing} }, "survivability.crl[0]"},
+		{"eap_cert missing", func(s *config.Survivability) { s.EAPCert = missing }, "survivability.eap_cert"},
+		{"eap_key missing", func(s *config.Survivability) { s.EAPKey = missing }, "survivability.eap_key"},
+		{"org_ca not a CA bundle", func(s *config.Survivability) { s.OrgCA = key }, "survivability.org_ca"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := config.Default()
+			cfg.StateDir = t.TempDir()
+			s := &cfg.Survivability
+			s.OrgCA, s.EAPCert, s.EAPKey, s.DefaultDot1XVLAN = ca, cert, key, "51"
+			c.edit(s)
+			log := slog.New(slog.DiscardHandler)
+			store, err := openCache(cfg, log, prometheus.NewRegistry())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer store.Close()
+			n, err := newLocal(cfg, store, log, prometheus.NewRegistry())
+			if c.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				(&localNAC{store: store, nac: n}).close(t.Context())
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Fatalf("err %v, want it to name %s", err, c.wantErr)
+			}
+		})
+	}
+}
+
+func TestCertFileReload(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := writePair(t, dir, "eap", "first")
+	cf := &certFile{cert: cert, key: key, log: slog.New(slog.DiscardHandler)}
+	c1, err := cf.get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePair(t, dir, "eap", "second")
+	future := time.Now().Add(time.Minute)
+	os.Chtimes(cert, future, future)
+	cf.checked = time.Time{} // skip the once-a-second throttle
+	c2, err := cf.get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c1 == c2 || c2.Leaf == nil || c2.Leaf.Subject.CommonName != "second" {
+		t.Fatal("new certificate not picked up")
+	}
+	os.WriteFile(key, []byte("garbage"), 0o600)
+	os.Chtimes(key, future.Add(time.Minute), future.Add(time.Minute))
+	cf.checked = time.Time{}
+	if c3, err := cf.get(); err != nil || c3 != c2 {
+		t.Fatalf("a broken pair must keep the current certificate: %v", err)
+	}
+}

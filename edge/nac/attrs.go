@@ -1,0 +1,250 @@
+package nac
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mxedge/mxedge/cache"
+	"github.com/mxedge/mxedge/proxy/packet"
+)
+
+// RFC 3580 §3.31 values.
+const (
+	tunnelTypeVLAN       = 13
+	tunnelMediumIEEE802  = 6
+	attrFilterID         = 11
+	attrSessionTimeout   = 27
+	vendorAruba          = 14823
+	arubaUserRole        = 1
+	vendorCisco          = 9
+	ciscoAVPair          = 1
+	maxSessionTimeoutSec = 1<<32 - 1
+)
+
+type kind uint8
+
+const (
+	kindString    kind = iota
+	kindInteger        // 4 octets
+	kindTaggedInt      // tag octet + 3 octets (RFC 2868)
+	kindIPv4
+)
+
+// attrDef names an attribute the cloud may cache by name only. The table is
+// deliberately small: the cloud sends type numbers (or raw values) for
+// anything else, and an attribute we cannot place is skipped, not guessed.
+type attrDef struct {
+	name   string
+	vendor uint32
+	typ    uint8
+	kind   kind
+}
+
+var attrDefs = []attrDef{
+	{"User-Name", 0, 1, kindString},
+	{"Service-Type", 0, 6, kindInteger},
+	{"Framed-IP-Address", 0, 8, kindIPv4},
+	{"Filter-Id", 0, attrFilterID, kindString},
+	{"Framed-MTU", 0, 12, kindInteger},
+	{"Reply-Message", 0, 18, kindString},
+	{"Class", 0, 25, kindString},
+	{"Session-Timeout", 0, attrSessionTimeout, kindInteger},
+	{"Idle-Timeout", 0, 28, kindInteger},
+	{"Termination-Action", 0, 29, kindInteger},
+	{"Egress-VLANID", 0, 56, kindInteger},
+	{"Egress-VLAN-Name", 0, 58, kindString},
+	{"Tunnel-Type", 0, packet.AttrTunnelType, kindTaggedInt},
+	{"Tunnel-Medium-Type", 0, packet.AttrTunnelMediumType, kindTaggedInt},
+	{"Tunnel-Private-Group-ID", 0, packet.AttrTunnelPrivateGroupID, kindString},
+	{"Acct-Interim-Interval", 0, 85, kindInteger},
+	{"NAS-Filter-Rule", 0, 92, kindString},
+	{"Cisco-AVPair", vendorCisco, ciscoAVPair, kindString},
+	{"Aruba-User-Role", vendorAruba, arubaUserRole, kindString},
+	{"Aruba-User-Vlan", vendorAruba, 2, kindInteger},
+	{"Aruba-Named-User-Vlan", vendorAruba, 9, kindString},
+	{"Airespace-Interface-Name", 14179, 5, kindString},
+	{"Airespace-ACL-Name", 14179, 6, kindString},
+}
+
+type attrKey struct {
+	vendor uint32
+	typ    uint8
+}
+
+var (
+	defsByName = map[string]attrDef{}
+	defsByKey  = map[attrKey]attrDef{}
+)
+
+func init() {
+	for _, d := range attrDefs {
+		defsByName[strings.ToLower(d.name)] = d
+		defsByKey[attrKey{d.vendor, d.typ}] = d
+	}
+}
+
+// enumValues are the textual integer values the cloud uses.
+var enumValues = map[string]uint32{
+	"vlan": tunnelTypeVLAN, "ieee-802": tunnelMediumIEEE802,
+	"default": 0, "radius-request": 1,
+	"framed-user": 2, "login-user": 1, "administrative-user": 6, "call-check": 10,
+}
+
+// never are attributes a cached entry must not put in a reply: they are
+// per-request, per-secret or ours to set.
+func never(k attrKey) bool {
+	if k.vendor == packet.VendorMicrosoft {
+		return k.typ == packet.MSMPPESendKey || k.typ == packet.MSMPPERecvKey
+	}
+	switch k.typ {
+	case packet.AttrUserPassword, packet.AttrCHAPPassword, packet.AttrState, packet.AttrProxyState,
+		packet.AttrEAPMessage, packet.AttrMessageAuthenticator, packet.AttrTunnelPassword:
+		return k.vendor == 0
+	}
+	return false
+}
+
+func isVLANAttr(k attrKey) bool {
+	return k.vendor == 0 && (k.typ == packet.AttrTunnelType || k.typ == packet.AttrTunnelMediumType ||
+		k.typ == packet.AttrTunnelPrivateGroupID)
+}
+
+// resolve finds where a cached attribute goes and how its text is encoded.
+func resolve(at cache.Attribute) (attrKey, kind, bool) {
+	var k attrKey
+	switch {
+	case at.VendorID != 0:
+		k = attrKey{at.VendorID, at.VendorType}
+	case at.Type != 0 && at.Type != packet.AttrVendorSpecific:
+		k = attrKey{0, at.Type}
+	default:
+		d, ok := defsByName[strings.ToLower(at.Name)]
+		if !ok {
+			return k, 0, false
+		}
+		return attrKey{d.vendor, d.typ}, d.kind, true
+	}
+	if d, ok := defsByKey[k]; ok {
+		return k, d.kind, true
+	}
+	return k, kindString, true
+}
+
+func encodeValue(at cache.Attribute, kd kind) ([]byte, error) {
+	if at.Raw != nil {
+		return at.Raw, nil
+	}
+	v := strings.TrimSpace(at.Value)
+	switch kd {
+	case kindInteger, kindTaggedInt:
+		n, ok := enumValues[strings.ToLower(v)]
+		if !ok {
+			u, err := strconv.ParseUint(v, 10, 32)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %q is not an integer", at.Name, at.Value)
+			}
+			n = uint32(u)
+		}
+		b := binary.BigEndian.AppendUint32(nil, n)
+		if kd == kindTaggedInt {
+			b[0] = 0 // tag 0: untagged (RFC 2868 §3.1)
+		}
+		return b, nil
+	case kindIPv4:
+		ip, err := netip.ParseAddr(v)
+		if err != nil || !ip.Is4() {
+			return nil, fmt.Errorf("%s: %q is not an IPv4 address", at.Name, at.Value)
+		}
+		b := ip.As4()
+		return b[:], nil
+	}
+	return []byte(at.Value), nil
+}
+
+// appendVLAN adds the RFC 3580 trio. Tunnel-Type and Tunnel-Medium-Type
+// carry tag 0 in their first octet; Tunnel-Private-Group-ID is sent
+// without a tag octet (protocol-notes §7), which switches read as tag 0.
+func appendVLAN(b []byte, vlan string) ([]byte, error) {
+	var err error
+	if b, err = packet.AppendAttr(b, packet.AttrTunnelType, []byte{0, 0, 0, tunnelTypeVLAN}); err != nil {
+		return b, err
+	}
+	if b, err = packet.AppendAttr(b, packet.AttrTunnelMediumType, []byte{0, 0, 0, tunnelMediumIEEE802}); err != nil {
+		return b, err
+	}
+	return packet.AppendAttr(b, packet.AttrTunnelPrivateGroupID, []byte(vlan))
+}
+
+// roleAttr is where a role goes for a NAS vendor: Aruba-User-Role for
+// Aruba and HPE (ArubaOS, AOS-CX), Filter-Id for everyone else.
+func roleAttr(vendor string) attrKey {
+	switch strings.ToLower(vendor) {
+	case "aruba", "hpe":
+		return attrKey{vendorAruba, arubaUserRole}
+	}
+	return attrKey{0, attrFilterID}
+}
+
+func appendKey(b []byte, k attrKey, v []byte) ([]byte, error) {
+	if k.vendor != 0 {
+		return packet.AppendVSA(b, k.vendor, k.typ, v)
+	}
+	return packet.AppendAttr(b, k.typ, v)
+}
+
+// appendAuthorization adds what the cloud granted: VLAN, Session-Timeout,
+// role (where the NAS vendor wants it, unless the cached attributes already
+// carry that attribute) and the cached attributes. Attributes that cannot
+// be placed or encoded are skipped and returned for logging.
+func appendAuthorization(b []byte, az cache.Authorization, vendor string) ([]byte, []string, error) {
+	var (
+		err     error
+		skipped []string
+		have    = map[attrKey]bool{}
+	)
+	type item struct {
+		k attrKey
+		v []byte
+	}
+	var items []item
+	for _, at := range az.Attributes {
+		k, kd, ok := resolve(at)
+		if !ok || never(k) || (az.VLAN != "" && isVLANAttr(k)) {
+			skipped = append(skipped, at.Name)
+			continue
+		}
+		v, err := encodeValue(at, kd)
+		if err != nil || len(v) > maxAttrValue || (k.vendor != 0 && len(v) > maxAttrValue-6) {
+			skipped = append(skipped, at.Name)
+			continue
+		}
+		have[k] = true
+		items = append(items, item{k, v})
+	}
+	if az.VLAN != "" {
+		if b, err = appendVLAN(b, az.VLAN); err != nil {
+			return b, skipped, err
+		}
+	}
+	if st := az.SessionTimeout / time.Second; st > 0 && !have[attrKey{0, attrSessionTimeout}] {
+		b = append(b, attrSessionTimeout, 6)
+		b = binary.BigEndian.AppendUint32(b, uint32(min(st, maxSessionTimeoutSec)))
+	}
+	if az.Role != "" {
+		if k := roleAttr(vendor); !have[k] {
+			if b, err = appendKey(b, k, []byte(az.Role)); err != nil {
+				return b, skipped, err
+			}
+		}
+	}
+	for _, it := range items {
+		if b, err = appendKey(b, it.k, it.v); err != nil {
+			return b, skipped, err
+		}
+	}
+	return b, skipped, nil
+}

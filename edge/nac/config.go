@@ -1,0 +1,79 @@
+package nac
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mxedge/mxedge/cache"
+	"github.com/mxedge/mxedge/edge/nac/eaptls"
+)
+
+// Store is the subset of the client cache the authenticator needs:
+// *cache.Store satisfies it.
+type Store interface {
+	// Lookup finds a live entry by normalized MAC and identity ("" for
+	// MAB, cache.Identity.Key for EAP-TLS).
+	Lookup(mac, identity string) (cache.Entry, bool, error)
+	// AppendEvent puts a NAC event in the outbox for the cloud.
+	AppendEvent(cache.Event) error
+}
+
+// DefaultEventQueue is how many events may wait for the store before a
+// decision waits for the store itself.
+const DefaultEventQueue = 4096
+
+// Config configures an Authenticator.
+type Config struct {
+	// EAP is the EAP-TLS server (certificate, org CA trust, limits).
+	EAP *eaptls.Server
+	// Sessions holds running conversations by State; nil builds one with
+	// eaptls's defaults (30 s idle, global and per-device caps).
+	Sessions *eaptls.Table
+	// Store is the client cache and event outbox.
+	Store Store
+	// DefaultMABVLAN and DefaultDot1XVLAN are given on a cache miss; ""
+	// means no VLAN attributes (the port's own VLAN).
+	DefaultMABVLAN   string
+	DefaultDot1XVLAN string
+	// FragmentSize is the EAP-TLS payload per packet; a request's
+	// Framed-MTU can only lower it. 0 keeps the EAP server's default.
+	FragmentSize int
+	// EventQueue bounds events waiting to be written (default 4096).
+	EventQueue int
+
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer // nil: metrics kept but not registered
+	Now        func() time.Time
+}
+
+func (c *Config) setDefaults() error {
+	var errs []error
+	if c.EAP == nil {
+		errs = append(errs, errors.New("nac: Config.EAP is required"))
+	}
+	if c.Store == nil {
+		errs = append(errs, errors.New("nac: Config.Store is required"))
+	}
+	if c.FragmentSize < 0 {
+		errs = append(errs, errors.New("nac: negative FragmentSize"))
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Sessions == nil {
+		c.Sessions = eaptls.NewTable(eaptls.TableConfig{Now: c.Now})
+	}
+	if c.EventQueue <= 0 {
+		c.EventQueue = DefaultEventQueue
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,287 @@
+package nac
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/mxedge/mxedge/cache"
+	"github.com/mxedge/mxedge/edge/nac/eap"
+	"github.com/mxedge/mxedge/edge/nac/eaptls"
+	"github.com/mxedge/mxedge/proxy"
+	"github.com/mxedge/mxedge/proxy/packet"
+)
+
+// eapOverhead is what EAPOL (4), EAP (5) and the EAP-TLS flags and length
+// (5) add to a TLS fragment; Framed-MTU minus this is the fragment size.
+const eapOverhead = 14
+
+// Event names, as the cloud names them.
+const (
+	EventAllowed        = "NAC Client Access Allowed"
+	EventDenied         = "NAC Client Access Denied"
+	EventCertExpired    = "NAC Client Certificate Expired"
+	EventCertRevoked    = "NAC Client Cert Revoked"
+	EventCertValid      = "NAC Client Certificate Validation Success"
+	EventCertValidation = "NAC Client Certificate Validation Failure"
+)
+
+// Decision sources (the "source" label and event field).
+const (
+	sourceCache   = "cache"
+	sourceDefault = "default"
+	sourceNone    = "none"
+)
+
+// serveEAP runs one round of an EAP conversation.
+func (a *Authenticator) serveEAP(req *proxy.Request) ([]byte, proxy.Outcome) {
+	p := req.Packet
+	var msg []byte
+	for _, at := range p.Attrs {
+		if at.Type == packet.AttrEAPMessage {
+			msg = append(msg, at.Value...)
+		}
+	}
+	device := deviceKey(req)
+	var (
+		s     *eaptls.Session
+		state string
+		reply eaptls.Reply
+		fresh bool
+	)
+	if st, ok := p.Lookup(packet.AttrState); ok {
+		state = string(st)
+		if s, ok = a.sess.Get(state, device); !ok {
+			// Expired, finished, or not ours: nothing to continue.
+			return a.eapFailure(req, msg, "unknown or expired State")
+		}
+		reply = s.Handle(msg)
+	} else {
+		s, fresh = a.eap.NewSession(a.fragmentSize(p)), true
+		var err error
+		if state, err = a.sess.Add(device, s); err != nil {
+			s.Close()
+			if errors.Is(err, eaptls.ErrTableFull) || errors.Is(err, eaptls.ErrDeviceFull) {
+				return a.drop("sessions_full", err)
+			}
+			return a.drop("session", err)
+		}
+		if len(msg) == 0 {
+			reply = s.Start() // EAP-Start from the NAS (RFC 3579 §2.1)
+		} else {
+			reply = s.Handle(msg)
+		}
+	}
+
+	switch reply.Outcome {
+	case eaptls.Challenge:
+		b, err := a.reply(req, packet.CodeAccessChallenge, func(b []byte) ([]byte, error) {
+			b, err := appendEAP(b, reply.EAP)
+			if err != nil {
+				return b, err
+			}
+			return packet.AppendAttr(b, packet.AttrState, []byte(state))
+		})
+		if err != nil {
+			a.sess.Remove(state)
+			return a.drop("encode", err)
+		}
+		return b, proxy.OutcomeLocal
+	case eaptls.Accept, eaptls.Reject:
+		// A NAS retransmission reuses the RADIUS identifier and is answered
+		// from the UDP server's duplicate cache; anything else with this
+		// State is a new conversation's business.
+		a.sess.Remove(state)
+		return a.finishEAP(req, reply)
+	}
+	if fresh || s.Result() != nil {
+		a.sess.Remove(state)
+	}
+	return a.drop("eap_discard", nil)
+}
+
+// deviceKey binds a State to the NAS and the client port it was issued to.
+func deviceKey(req *proxy.Request) string {
+	csid, _ := req.Packet.Lookup(packet.AttrCallingStationID)
+	if mac, ok := cache.NormalizeMAC(string(csid)); ok {
+		return req.Client.Name + "|" + mac
+	}
+	return req.Client.Name + "|" + string(csid)
+}
+
+// fragmentSize lowers the configured size to what the request's
+// Framed-MTU leaves room for.
+func (a *Authenticator) fragmentSize(p *packet.Packet) int {
+	size := a.cfg.FragmentSize
+	if v, ok := p.Lookup(packet.AttrFramedMTU); ok && len(v) == 4 {
+		mtu := int(binary.BigEndian.Uint32(v)) - eapOverhead
+		if mtu > 0 && (size == 0 || mtu < size) {
+			size = mtu
+		}
+	}
+	return size
+}
+
+// eapFailure rejects a request that has no conversation to continue.
+func (a *Authenticator) eapFailure(req *proxy.Request, msg []byte, why string) ([]byte, proxy.Outcome) {
+	var id uint8
+	if len(msg) >= 2 {
+		id = msg[1]
+	}
+	fail, _ := eap.Packet{Code: eap.CodeFailure, Identifier: id}.Encode()
+	b, err := a.reply(req, packet.CodeAccessReject, func(b []byte) ([]byte, error) { return appendEAP(b, fail) })
+	if err != nil {
+		return a.drop("encode", err)
+	}
+	a.m.decisions.WithLabelValues(cache.AuthEAPTLS, "reject", sourceNone).Inc()
+	a.log.Debug("local EAP rejected", "client", req.Client.Name, "reason", why)
+	return b, proxy.OutcomeLocal
+}
+
+// finishEAP authorizes an accepted conversation, or reports a rejected
+// one, and encodes the final reply.
+func (a *Authenticator) finishEAP(req *proxy.Request, reply eaptls.Reply) ([]byte, proxy.Outcome) {
+	res := reply.Result
+	csid, _ := req.Packet.Lookup(packet.AttrCallingStationID)
+	mac, macOK := cache.NormalizeMAC(string(csid))
+	ev := cache.Event{
+		MAC:      mac,
+		Identity: res.Identity,
+		Fields: map[string]string{
+			"auth_type":       cache.AuthEAPTLS,
+			"nas":             req.Client.Name,
+			"nas_vendor":      req.Client.Vendor,
+			"site":            req.Client.Site,
+			"calling_station": string(csid),
+			"outer_identity":  res.Identity,
+		},
+	}
+	if !macOK {
+		ev.MAC = string(csid)
+	}
+	if leaf := res.Leaf(); leaf != nil {
+		id := certIdentity(leaf)
+		ev.Identity = id.Key()
+		ev.Fields["cert_cn"] = id.CN
+		ev.Fields["cert_serial"] = id.Serial
+		ev.Fields["cert_issuer"] = id.Issuer
+	}
+
+	if reply.Outcome == eaptls.Reject {
+		reason := string(res.Reason)
+		ev.Reason = reason
+		ev.Fields["reason"] = reason
+		if res.Err != nil {
+			ev.Fields["detail"] = res.Err.Error()
+		}
+		if t := certEvent(res.Reason); t != "" {
+			e := ev
+			e.Type = t
+			a.emit(e)
+		}
+		if res.Reason == eaptls.ReasonPasswordMethodRefused {
+			ev.Reason = reasonPassword
+			ev.Fields["reason"] = reasonPassword
+		}
+		ev.Type = EventDenied
+		ev.Fields["result"] = "reject"
+		a.emit(ev)
+		a.m.decisions.WithLabelValues(cache.AuthEAPTLS, "reject", sourceNone).Inc()
+		a.log.Info("local EAP-TLS rejected", "client", req.Client.Name, "mac", ev.MAC,
+			"identity", ev.Identity, "reason", reason, "err", res.Err)
+		b, err := a.reply(req, packet.CodeAccessReject, func(b []byte) ([]byte, error) { return appendEAP(b, reply.EAP) })
+		if err != nil {
+			return a.drop("encode", err)
+		}
+		return b, proxy.OutcomeLocal
+	}
+
+	var (
+		entry cache.Entry
+		hit   bool
+	)
+	if macOK && ev.Identity != "" {
+		entry, hit = a.lookup(mac, ev.Identity, cache.AuthEAPTLS)
+	}
+	az, source := entry.Authorization, sourceCache
+	if !hit {
+		az, source = cache.Authorization{VLAN: a.cfg.DefaultDot1XVLAN}, sourceDefault
+	}
+	var skipped []string
+	b, err := a.reply(req, packet.CodeAccessAccept, func(b []byte) ([]byte, error) {
+		b, err := appendEAP(b, reply.EAP)
+		if err != nil {
+			return b, err
+		}
+		if b, err = appendMPPE(b, req, res.Keys.MPPERecvKey(), res.Keys.MPPESendKey()); err != nil {
+			return b, err
+		}
+		b, skipped, err = appendAuthorization(b, az, req.Client.Vendor)
+		return b, err
+	})
+	if err != nil {
+		return a.drop("encode", fmt.Errorf("access-accept for %s: %w", ev.MAC, err))
+	}
+	if len(skipped) > 0 {
+		a.log.Warn("cached attributes not sent", "mac", mac, "identity", ev.Identity, "attributes", skipped)
+	}
+	e := ev
+	e.Type = EventCertValid
+	a.emit(e)
+	ev.Type = EventAllowed
+	fillAllowed(ev.Fields, az, source)
+	ev.Fields["tls_version"] = tlsVersion(res.Version)
+	a.emit(ev)
+	a.m.decisions.WithLabelValues(cache.AuthEAPTLS, "accept", source).Inc()
+	a.log.Debug("local EAP-TLS accepted", "client", req.Client.Name, "mac", ev.MAC,
+		"identity", ev.Identity, "source", source, "vlan", az.VLAN)
+	return b, proxy.OutcomeLocal
+}
+
+func fillAllowed(f map[string]string, az cache.Authorization, source string) {
+	f["result"] = "accept"
+	f["source"] = source
+	f["cache_hit"] = fmt.Sprint(source == sourceCache)
+	f["vlan"] = az.VLAN
+	if az.Role != "" {
+		f["role"] = az.Role
+	}
+}
+
+// lookup asks the cache; a store error counts as a miss, which gets the
+// default VLAN: the same as an unknown client, never more.
+func (a *Authenticator) lookup(mac, identity, authType string) (cache.Entry, bool) {
+	e, ok, err := a.cfg.Store.Lookup(mac, identity)
+	if err != nil {
+		a.log.Error("cache lookup failed; using the default VLAN", "mac", mac, "identity", identity, "err", err)
+		return cache.Entry{}, false
+	}
+	if ok && e.AuthType != authType {
+		return cache.Entry{}, false
+	}
+	return e, ok
+}
+
+// certEvent maps a certificate failure to its NAC event.
+func certEvent(r eaptls.Reason) string {
+	switch r {
+	case eaptls.ReasonCertExpired:
+		return EventCertExpired
+	case eaptls.ReasonCertRevoked:
+		return EventCertRevoked
+	}
+	if r.CertificateReason() {
+		return EventCertValidation
+	}
+	return ""
+}
+
+func tlsVersion(v uint16) string {
+	switch v {
+	case 0x0303:
+		return "TLS 1.2"
+	case 0x0304:
+		return "TLS 1.3"
+	}
+	return fmt.Sprintf("%#04x", v)
+}

@@ -1,0 +1,116 @@
+package nac
+
+import (
+	"encoding/binary"
+
+	"github.com/mxedge/mxedge/cache"
+	"github.com/mxedge/mxedge/proxy"
+	"github.com/mxedge/mxedge/proxy/packet"
+)
+
+const (
+	serviceTypeCallCheck = 10
+	// reasonPassword is the reason on the event when a password method is
+	// refused offline.
+	reasonPassword = "password methods are not available offline"
+	authPassword   = "password"
+)
+
+// servePAP answers an Access-Request without EAP: MAB if it looks like
+// MAB, else a password method we cannot check offline.
+func (a *Authenticator) servePAP(req *proxy.Request) ([]byte, proxy.Outcome) {
+	p := req.Packet
+	user, _ := p.Lookup(packet.AttrUserName)
+	csid, _ := p.Lookup(packet.AttrCallingStationID)
+	mac, ok := mabMAC(req)
+	if !ok {
+		return a.refusePassword(req, string(user), string(csid))
+	}
+	e, hit := a.lookup(mac, "", cache.AuthMAB)
+	az, source := e.Authorization, sourceCache
+	if !hit {
+		az, source = cache.Authorization{VLAN: a.cfg.DefaultMABVLAN}, sourceDefault
+	}
+	var skipped []string
+	b, err := a.reply(req, packet.CodeAccessAccept, func(b []byte) ([]byte, error) {
+		var err error
+		b, skipped, err = appendAuthorization(b, az, req.Client.Vendor)
+		return b, err
+	})
+	if err != nil {
+		return a.drop("encode", err)
+	}
+	if len(skipped) > 0 {
+		a.log.Warn("cached attributes not sent", "mac", mac, "attributes", skipped)
+	}
+	ev := cache.Event{Type: EventAllowed, MAC: mac, Identity: string(user), Fields: map[string]string{
+		"auth_type": cache.AuthMAB, "nas": req.Client.Name, "nas_vendor": req.Client.Vendor,
+		"site": req.Client.Site, "calling_station": string(csid),
+	}}
+	fillAllowed(ev.Fields, az, source)
+	a.emit(ev)
+	a.m.decisions.WithLabelValues(cache.AuthMAB, "accept", source).Inc()
+	a.log.Debug("local MAB accepted", "client", req.Client.Name, "mac", mac, "source", source, "vlan", az.VLAN)
+	return b, proxy.OutcomeLocal
+}
+
+// mabMAC recognises MAB and returns the client's MAC. The conventions
+// (protocol-notes §6): User-Name is the Calling-Station-Id MAC in any
+// usual format, or Service-Type is Call-Check with a MAC in User-Name or
+// Calling-Station-Id; a User-Password, when present, must be the MAC too,
+// and CHAP is not MAB here (we would have to guess the NAS's format).
+func mabMAC(req *proxy.Request) (string, bool) {
+	p := req.Packet
+	if _, chap := p.Lookup(packet.AttrCHAPPassword); chap {
+		return "", false
+	}
+	user, _ := p.Lookup(packet.AttrUserName)
+	csid, _ := p.Lookup(packet.AttrCallingStationID)
+	userMAC, userOK := cache.NormalizeMAC(string(user))
+	csMAC, csOK := cache.NormalizeMAC(string(csid))
+	callCheck := false
+	if v, ok := p.Lookup(packet.AttrServiceType); ok && len(v) == 4 && binary.BigEndian.Uint32(v) == serviceTypeCallCheck {
+		callCheck = true
+	}
+	var mac string
+	switch {
+	case userOK && csOK && userMAC == csMAC:
+		mac = userMAC
+	case callCheck && csOK && (len(user) == 0 || userOK && userMAC == csMAC):
+		mac = csMAC
+	case callCheck && userOK && len(csid) == 0:
+		mac = userMAC
+	default:
+		return "", false
+	}
+	if enc, ok := p.Lookup(packet.AttrUserPassword); ok {
+		pw, err := packet.DecryptUserPassword(nil, enc, req.Client.Secret, p.Authenticator)
+		if err != nil {
+			return "", false
+		}
+		pwMAC, ok := cache.NormalizeMAC(string(packet.TrimPassword(pw)))
+		if !ok || pwMAC != mac {
+			return "", false
+		}
+	}
+	return mac, true
+}
+
+// refusePassword rejects a password method: the cloud has the passwords.
+func (a *Authenticator) refusePassword(req *proxy.Request, user, csid string) ([]byte, proxy.Outcome) {
+	b, err := a.reply(req, packet.CodeAccessReject, nil)
+	if err != nil {
+		return a.drop("encode", err)
+	}
+	mac, ok := cache.NormalizeMAC(csid)
+	if !ok {
+		mac = csid
+	}
+	a.emit(cache.Event{Type: EventDenied, MAC: mac, Identity: user, Reason: reasonPassword, Fields: map[string]string{
+		"auth_type": authPassword, "nas": req.Client.Name, "nas_vendor": req.Client.Vendor,
+		"site": req.Client.Site, "calling_station": csid, "reason": reasonPassword, "result": "reject",
+	}})
+	a.m.decisions.WithLabelValues(authPassword, "reject", sourceNone).Inc()
+	a.log.Info("password method refused offline", "client", req.Client.Name, "user", user)
+	return b, proxy.OutcomeLocal
+}

@@ -1,0 +1,103 @@
+package edge
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mxedge/mxedge/proxy"
+)
+
+// Path names where a request went, as logged and counted.
+type Path string
+
+// The paths a request can take.
+const (
+	PathCloud      Path = "cloud"
+	PathLocal      Path = "local"
+	PathFederation Path = "federation"
+	PathNone       Path = "none"
+)
+
+// upstream is what the router needs of a pool: send a request, and say
+// whether anything behind it is reachable.
+type upstream interface {
+	proxy.Exchanger
+	Healthy() bool
+}
+
+// Router implements proxy.Handler for every listener. The decision is
+// realm route → federation pool; else cloud reachable → cloud pool; else
+// the local NAC. Only the cloud path exists so far; the others are wired
+// in by the survivability and federation work.
+type Router struct {
+	log     *slog.Logger
+	fwd     *proxy.Forwarder
+	cloud   atomic.Pointer[upstreamBox]
+	local   proxy.Handler // nil until the local NAC exists
+	forced  atomic.Value  // "", "cloud" or "local" (survivability.mode)
+	metrics *routerMetrics
+}
+
+type upstreamBox struct{ u upstream }
+
+type routerMetrics struct {
+	route *prometheus.CounterVec
+}
+
+func newRouter(log *slog.Logger, reg prometheus.Registerer, fwd *proxy.Forwarder) *Router {
+	m := &routerMetrics{
+		route: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mxedge_route_total",
+			Help: "Requests by the path the router chose and why.",
+		}, []string{"path", "reason"}),
+	}
+	reg.MustRegister(m.route)
+	r := &Router{log: log, fwd: fwd, metrics: m}
+	r.forced.Store("")
+	return r
+}
+
+func (r *Router) setCloud(u upstream) { r.cloud.Store(&upstreamBox{u}) }
+
+// decide picks the path for req and says why.
+func (r *Router) decide(req *proxy.Request) (Path, string) {
+	mode := r.forced.Load().(string)
+	box := r.cloud.Load()
+	switch {
+	case mode == "local" && r.local != nil:
+		return PathLocal, "forced_local"
+	case box == nil:
+		if r.local != nil {
+			return PathLocal, "no_cloud_configured"
+		}
+		return PathNone, "no_cloud_configured"
+	case mode == "cloud":
+		return PathCloud, "forced_cloud"
+	case box.u.Healthy() || r.local == nil:
+		return PathCloud, "cloud_reachable"
+	default:
+		return PathLocal, "cloud_unreachable"
+	}
+}
+
+// ServeRADIUS routes one request.
+func (r *Router) ServeRADIUS(ctx context.Context, req *proxy.Request) ([]byte, proxy.Outcome) {
+	path, why := r.decide(req)
+	r.metrics.route.WithLabelValues(string(path), why).Inc()
+	switch path {
+	case PathCloud:
+		reply, outcome, err := r.fwd.Forward(ctx, r.cloud.Load().u, req)
+		if err != nil {
+			r.log.Debug("cloud forward failed", "client", req.Client.Name, "code", req.Packet.Code.String(),
+				"id", req.Packet.ID, "outcome", outcome, "err", err)
+		}
+		return reply, outcome
+	case PathLocal:
+		return r.local.ServeRADIUS(ctx, req)
+	default:
+		return nil, proxy.OutcomeNoUpstream
+	}
+}

@@ -1,0 +1,588 @@
+package radsec
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mxedge/mxedge/proxy/packet"
+)
+
+// Errors returned by Exchange.
+var (
+	ErrTimeout    = errors.New("radsec: upstream timeout")
+	ErrClosed     = errors.New("radsec: client closed")
+	ErrNoUpstream = errors.New("radsec: no upstream is up")
+	ErrRequest    = errors.New("radsec: malformed request")
+	// errMoved tells Exchange that its connection went away and the
+	// request must be sent again on another one.
+	errMoved = errors.New("radsec: connection lost, request moved")
+)
+
+// Server states. Unknown (before the first dial settles) counts as usable,
+// so requests made at start-up wait for the first connection instead of
+// failing.
+const (
+	stateUnknown int32 = iota
+	stateUp
+	stateDown
+)
+
+// Client is a pool of RadSec connections to an ordered list of servers.
+// It is safe for concurrent use.
+type Client struct {
+	cfg     Config
+	ups     []*upstream
+	log     *slog.Logger
+	closed  chan struct{}
+	ctx     context.Context // cancelled by Close, for dials
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	once    sync.Once
+	tick    time.Duration
+	bufs    sync.Pool // *[]byte of packet.MaxLen capacity
+	calls   sync.Pool // *call
+	metrics *clientMetrics
+	flushes atomic.Int64 // writes to the network, for the benchmark
+}
+
+// call is one request in flight. A connection slot points at it; whoever
+// clears the slot (reply, timeout sweep, connection loss) finishes it, so
+// it is finished exactly once per arming.
+type call struct {
+	auth     [16]byte
+	seq      uint64 // bumped on each arming, to ignore replies to an earlier one
+	armed    bool   // auth and sent are set; guarded by the conn's mu
+	deadline int64  // unix nanoseconds, kept across moves
+	sent     time.Time
+	reply    []byte
+	err      error
+	done     chan struct{}
+}
+
+// upstream is one server and its connections.
+type upstream struct {
+	c     *Client
+	addr  string
+	tls   *tls.Config
+	m     upstreamMetrics
+	state atomic.Int32
+	conns atomic.Pointer[[]*conn] // copy on write, read lock-free by Exchange
+	kickc chan struct{}
+
+	mu       sync.Mutex
+	changed  chan struct{} // closed and replaced on any change waiters care about
+	waiters  int
+	nextDial time.Time
+	fails    int
+	attempts int
+}
+
+// New starts a pool; connections are opened in the background.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Client{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		closed:  make(chan struct{}),
+		ctx:     ctx,
+		cancel:  cancel,
+		metrics: newClientMetrics(cfg.Registerer),
+	}
+	c.tick = min(cfg.Timeout, cfg.StatusInterval) / 4
+	c.tick = max(min(c.tick, 250*time.Millisecond), time.Millisecond)
+	c.bufs.New = func() any { b := make([]byte, 0, packet.MaxLen); return &b }
+	c.calls.New = func() any { return &call{done: make(chan struct{}, 1)} }
+	for _, s := range cfg.Servers {
+		u := &upstream{
+			c:       c,
+			addr:    s,
+			tls:     tlsFor(cfg.TLS, s),
+			m:       c.metrics.forUpstream(s),
+			kickc:   make(chan struct{}, 1),
+			changed: make(chan struct{}),
+		}
+		u.conns.Store(&[]*conn{})
+		c.ups = append(c.ups, u)
+	}
+	for _, u := range c.ups {
+		c.wg.Add(1)
+		go u.run()
+	}
+	return c, nil
+}
+
+// Exchange sends a signed request upstream and returns the verified reply,
+// which the caller owns. req may carry any identifier; it is copied and
+// re-signed with the identifier of the connection that carries it, so the
+// caller's buffer is not modified.
+func (c *Client) Exchange(ctx context.Context, req []byte) ([]byte, error) {
+	code, _, n, err := packet.Header(req)
+	if err != nil || n != len(req) || !code.IsRequest() {
+		return nil, ErrRequest
+	}
+	cl := c.calls.Get().(*call)
+	deadline := time.Now().Add(c.cfg.Timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	cl.deadline = deadline.UnixNano()
+	for {
+		cn, id, err := c.acquire(ctx, cl, deadline)
+		if err != nil {
+			c.calls.Put(cl)
+			return nil, err
+		}
+		up := cn.up
+		bp := c.bufs.Get().(*[]byte)
+		b := append((*bp)[:0], req...)
+		if err := packet.Resign(b, id, secret); err != nil {
+			cn.release(cl, id)
+			c.calls.Put(cl)
+			return nil, fmt.Errorf("radsec: %w", err)
+		}
+		*bp = b
+		cn.arm(cl, id, b)
+		cn.send(bp)
+		select {
+		case <-cl.done:
+		case <-ctx.Done():
+			// The slot keeps the identifier until a reply or the sweep
+			// frees it; cl is abandoned to it, not reused.
+			return nil, ctx.Err()
+		}
+		switch cl.err {
+		case nil:
+			r := cl.reply
+			cl.reply = nil
+			c.calls.Put(cl)
+			return r, nil
+		case errMoved:
+			up.m.moved.Inc()
+			continue
+		default:
+			err := cl.err
+			cl.err = nil
+			c.calls.Put(cl)
+			return nil, err
+		}
+	}
+}
+
+// acquire finds a connection with a free identifier on the first server
+// that is not down, waiting for one to be opened or freed until deadline.
+func (c *Client) acquire(ctx context.Context, cl *call, deadline time.Time) (*conn, uint8, error) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		select {
+		case <-c.closed:
+			return nil, 0, ErrClosed
+		default:
+		}
+		var s *upstream
+		for _, u := range c.ups {
+			if u.state.Load() != stateDown {
+				s = u
+				break
+			}
+		}
+		if s == nil {
+			return nil, 0, ErrNoUpstream
+		}
+		if cn, id, ok := s.alloc(cl); ok {
+			return cn, id, nil
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			s.m.timeout.Inc()
+			return nil, 0, ErrTimeout
+		}
+		s.mu.Lock()
+		ch := s.changed
+		s.waiters++
+		s.mu.Unlock()
+		s.kick()
+		// A change between the failed alloc and taking ch would be missed.
+		cn, id, ok := s.alloc(cl)
+		if !ok {
+			if timer == nil {
+				timer = time.NewTimer(wait)
+			} else {
+				timer.Reset(wait)
+			}
+			select {
+			case <-ch:
+			case <-timer.C:
+			case <-ctx.Done():
+			case <-c.closed:
+			}
+		}
+		s.mu.Lock()
+		s.waiters--
+		s.mu.Unlock()
+		if ok {
+			return cn, id, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, 0, err
+		}
+	}
+}
+
+func (s *upstream) alloc(cl *call) (*conn, uint8, bool) {
+	for _, cn := range *s.conns.Load() {
+		if id, ok := cn.alloc(cl); ok {
+			return cn, id, true
+		}
+	}
+	return nil, 0, false
+}
+
+func (s *upstream) kick() {
+	select {
+	case s.kickc <- struct{}{}:
+	default:
+	}
+}
+
+// notify wakes requests waiting on this server. Called with s.mu held.
+func (s *upstream) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+func (s *upstream) notify() {
+	s.mu.Lock()
+	s.notifyLocked()
+	s.mu.Unlock()
+}
+
+// needConn reports whether the server should get another connection.
+// Called with s.mu held.
+func (s *upstream) needConnLocked() bool {
+	conns := *s.conns.Load()
+	n := len(conns)
+	if n >= s.c.cfg.MaxConnsPerServer {
+		return false
+	}
+	if n == 0 {
+		return s.c.cfg.IdleTimeout == 0 || s.waiters > 0 || s.state.Load() != stateUp
+	}
+	if s.waiters == 0 {
+		return false
+	}
+	for _, cn := range conns {
+		if cn.inflight.Load() < 255 {
+			return false
+		}
+	}
+	return true
+}
+
+// run owns dialing for one server, so that however many requests find no
+// connection there is at most one dial at a time and the backoff holds.
+func (s *upstream) run() {
+	c := s.c
+	defer c.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		select {
+		case <-c.closed:
+			return
+		default:
+		}
+		s.mu.Lock()
+		need := s.needConnLocked()
+		wait := time.Until(s.nextDial)
+		s.mu.Unlock()
+		if need && wait <= 0 {
+			s.dial()
+			continue
+		}
+		var tc <-chan time.Time
+		if need {
+			timer.Reset(wait)
+			tc = timer.C
+		}
+		select {
+		case <-s.kickc:
+		case <-tc:
+		case <-c.closed:
+			return
+		}
+	}
+}
+
+// backoff is the delay before the next dial after fails consecutive
+// failures: up to 100 ms after losing a connection, then doubling with
+// jitter in the upper half, capped at max.
+func backoff(fails int, max time.Duration, rnd func(int64) int64) time.Duration {
+	const base = 100 * time.Millisecond
+	if fails <= 0 {
+		return time.Duration(rnd(int64(base)))
+	}
+	d := max
+	if fails < 30 && base<<fails < max {
+		d = base << fails
+	}
+	return d/2 + time.Duration(rnd(int64(d/2)+1))
+}
+
+func (s *upstream) dial() {
+	c := s.c
+	s.mu.Lock()
+	s.attempts++
+	if s.attempts > 1 {
+		s.m.reconnects.Inc()
+	}
+	s.mu.Unlock()
+	cn, err := s.open()
+	select {
+	case <-c.closed:
+		if cn != nil {
+			cn.nc.Close()
+		}
+		return
+	default:
+	}
+	var changed bool
+	s.mu.Lock()
+	if err != nil {
+		s.fails++
+		s.nextDial = time.Now().Add(backoff(s.fails, c.cfg.ReconnectMax, rand.Int64N))
+		if len(*s.conns.Load()) == 0 && s.state.Load() != stateDown {
+			s.state.Store(stateDown)
+			changed = true
+		}
+	} else {
+		// fails is reset only once the connection has carried a reply
+		// (see gone), so a peer that accepts and drops us is not redialled
+		// every 100 ms for ever.
+		conns := append(append([]*conn(nil), *s.conns.Load()...), cn)
+		s.conns.Store(&conns)
+		s.m.conns.Inc()
+		// The server is marked up by the first reply on the connection
+		// (a Status-Server goes out at once): with TLS 1.3 a rejected
+		// client certificate is only reported after the handshake.
+	}
+	s.notifyLocked()
+	s.mu.Unlock()
+	if err != nil {
+		c.log.Debug("radsec dial failed", "upstream", s.addr, "err", err)
+	} else {
+		cn.start()
+		// Close fails the connections it finds in the list; this one
+		// may have been added after it looked.
+		select {
+		case <-c.closed:
+			cn.fail(ErrClosed)
+		default:
+		}
+	}
+	if changed {
+		s.stateChanged(false, err)
+	}
+}
+
+// markUp records that a connection to s has carried a verified reply.
+func (s *upstream) markUp() {
+	if s.state.Load() == stateUp {
+		return
+	}
+	s.mu.Lock()
+	changed := s.state.Swap(stateUp) != stateUp
+	s.notifyLocked()
+	s.mu.Unlock()
+	if changed {
+		s.stateChanged(true, nil)
+	}
+}
+
+func (s *upstream) stateChanged(up bool, err error) {
+	if up {
+		s.m.up.Set(1)
+		s.c.log.Info("radsec upstream up", "upstream", s.addr)
+	} else {
+		s.m.up.Set(0)
+		s.c.log.Warn("radsec upstream down", "upstream", s.addr, "err", err)
+	}
+	if f := s.c.cfg.OnStateChange; f != nil {
+		f(s.addr, up)
+	}
+}
+
+// open dials and handshakes one connection.
+func (s *upstream) open() (*conn, error) {
+	c := s.c
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.DialTimeout)
+	defer cancel()
+	nc, err := c.cfg.Dial(ctx, "tcp", s.addr)
+	if err != nil {
+		return nil, err
+	}
+	tc := tls.Client(nc, s.tls)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return newConn(s, tc), nil
+}
+
+// gone removes a dead connection and schedules a quick redial. A watchdog
+// or write-timeout failure on the last connection marks the server down so
+// that requests fail over now instead of waiting for a dial to time out.
+func (s *upstream) gone(cn *conn, cause error) {
+	var changed bool
+	s.mu.Lock()
+	old := *s.conns.Load()
+	conns := make([]*conn, 0, len(old))
+	for _, x := range old {
+		if x != cn {
+			conns = append(conns, x)
+		}
+	}
+	s.conns.Store(&conns)
+	s.m.conns.Dec()
+	replied := cn.replied.Load()
+	if replied {
+		s.fails = 0
+	} else {
+		s.fails++
+	}
+	if next := time.Now().Add(backoff(s.fails, s.c.cfg.ReconnectMax, rand.Int64N)); next.After(s.nextDial) {
+		s.nextDial = next
+	}
+	if len(conns) == 0 && isHardFailure(cause, replied) && s.state.Load() != stateDown {
+		s.state.Store(stateDown)
+		changed = true
+	}
+	s.notifyLocked()
+	s.mu.Unlock()
+	s.kick()
+	if changed {
+		s.stateChanged(false, cause)
+	}
+}
+
+// isHardFailure tells a dead peer from a connection that was merely
+// closed: a watchdog or write timeout, or an error other than a clean close
+// on a connection that never got a reply (with TLS 1.3 a rejected client
+// certificate shows up only after the handshake, as such an error).
+func isHardFailure(err error, replied bool) bool {
+	var ne net.Error
+	switch {
+	case errors.Is(err, errWatchdog), errors.As(err, &ne) && ne.Timeout():
+		return true
+	case replied, errors.Is(err, io.EOF), errors.Is(err, errIdle), errors.Is(err, ErrClosed):
+		return false
+	}
+	return true
+}
+
+// Up reports whether server (as given in Config.Servers) is up.
+func (c *Client) Up(server string) bool {
+	for _, u := range c.ups {
+		if u.addr == server {
+			return u.state.Load() == stateUp
+		}
+	}
+	return false
+}
+
+// Healthy reports whether any server is up.
+func (c *Client) Healthy() bool {
+	for _, u := range c.ups {
+		if u.state.Load() == stateUp {
+			return true
+		}
+	}
+	return false
+}
+
+// Probe opens a separate connection to server, sends one Status-Server
+// (RFC 5997) and returns the round-trip time of its verified reply. It does
+// not touch the pool, so it works on servers that are down.
+func (c *Client) Probe(ctx context.Context, server string) (time.Duration, error) {
+	var u *upstream
+	for _, x := range c.ups {
+		if x.addr == server {
+			u = x
+		}
+	}
+	if u == nil {
+		return 0, fmt.Errorf("radsec: unknown server %q", server)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.DialTimeout+c.cfg.Timeout)
+		defer cancel()
+	}
+	nc, err := c.cfg.Dial(ctx, "tcp", server)
+	if err != nil {
+		return 0, err
+	}
+	defer nc.Close()
+	tc := tls.Client(nc, u.tls)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return 0, err
+	}
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
+	defer stop()
+	req := packet.NewStatusServer(nil, 0, secret)
+	start := time.Now()
+	if _, err := tc.Write(req); err != nil {
+		return 0, err
+	}
+	br := newReader(tc)
+	b, err := ReadPacket(br, nil)
+	if err != nil {
+		return 0, err
+	}
+	rtt := time.Since(start)
+	var p packet.Packet
+	if err := p.Parse(b); err != nil {
+		return 0, err
+	}
+	var auth [16]byte
+	copy(auth[:], req[4:20])
+	if p.ID != 0 {
+		return 0, errors.New("radsec: Status-Server reply with wrong identifier")
+	}
+	if _, err := packet.VerifyResponse(&p, auth, secret); err != nil {
+		return 0, err
+	}
+	return rtt, nil
+}
+
+// Close stops the pool: pending requests fail with ErrClosed and all
+// goroutines have exited when it returns.
+func (c *Client) Close() error {
+	c.once.Do(func() {
+		close(c.closed)
+		c.cancel()
+		for _, u := range c.ups {
+			for _, cn := range *u.conns.Load() {
+				cn.fail(ErrClosed)
+			}
+		}
+	})
+	c.wg.Wait()
+	return nil
+}

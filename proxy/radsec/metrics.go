@@ -1,0 +1,106 @@
+package radsec
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// clientMetrics are the pool's collectors; per-upstream children are
+// resolved once so the request path does no label lookups.
+type clientMetrics struct {
+	up         *prometheus.GaugeVec
+	rtt        *prometheus.HistogramVec
+	requests   *prometheus.CounterVec
+	conns      *prometheus.GaugeVec
+	reconnects *prometheus.CounterVec
+}
+
+func newClientMetrics(reg prometheus.Registerer) *clientMetrics {
+	m := &clientMetrics{
+		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mxedge_upstream_up",
+			Help: "1 when the RadSec upstream is reachable.",
+		}, []string{"upstream"}),
+		rtt: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "mxedge_upstream_rtt_seconds",
+			Help:    "Time from writing a request to its verified reply.",
+			Buckets: prometheus.ExponentialBucketsRange(100e-6, 5, 16),
+		}, []string{"upstream"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mxedge_upstream_requests_total",
+			Help: "Requests sent upstream by result: ok, timeout, bad_reply, moved (to another connection).",
+		}, []string{"upstream", "result"}),
+		conns: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mxedge_upstream_connections",
+			Help: "Open RadSec connections to the upstream.",
+		}, []string{"upstream"}),
+		reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mxedge_upstream_reconnects_total",
+			Help: "Connection attempts after the first one, successful or not.",
+		}, []string{"upstream"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.up, m.rtt, m.requests, m.conns, m.reconnects)
+	}
+	return m
+}
+
+// upstreamMetrics are one upstream's children.
+type upstreamMetrics struct {
+	up         prometheus.Gauge
+	rtt        prometheus.Observer
+	ok         prometheus.Counter
+	timeout    prometheus.Counter
+	badReply   prometheus.Counter
+	moved      prometheus.Counter
+	conns      prometheus.Gauge
+	reconnects prometheus.Counter
+}
+
+func (m *clientMetrics) forUpstream(name string) upstreamMetrics {
+	return upstreamMetrics{
+		up:         m.up.WithLabelValues(name),
+		rtt:        m.rtt.WithLabelValues(name),
+		ok:         m.requests.WithLabelValues(name, "ok"),
+		timeout:    m.requests.WithLabelValues(name, "timeout"),
+		badReply:   m.requests.WithLabelValues(name, "bad_reply"),
+		moved:      m.requests.WithLabelValues(name, "moved"),
+		conns:      m.conns.WithLabelValues(name),
+		reconnects: m.reconnects.WithLabelValues(name),
+	}
+}
+
+// serverMetrics are the listener's collectors.
+type serverMetrics struct {
+	conns    prometheus.Gauge
+	requests *prometheus.CounterVec
+	drops    *prometheus.CounterVec
+	panics   prometheus.Counter
+	status   prometheus.Counter
+}
+
+func newServerMetrics(reg prometheus.Registerer) *serverMetrics {
+	m := &serverMetrics{
+		conns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mxedge_radsec_connections",
+			Help: "Open inbound RadSec connections.",
+		}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mxedge_radsec_requests_total",
+			Help: "Inbound RadSec requests by handler outcome.",
+		}, []string{"outcome"}),
+		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mxedge_radsec_drops_total",
+			Help: "Inbound packets or connections dropped before the handler, by reason.",
+		}, []string{"reason"}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mxedge_radsec_panics_total",
+			Help: "Handler panics recovered.",
+		}),
+		status: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mxedge_radsec_status_server_total",
+			Help: "Status-Server requests answered locally.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.conns, m.requests, m.drops, m.panics, m.status)
+	}
+	return m
+}

@@ -1,0 +1,90 @@
+package udp
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mxedge/mxedge/proxy"
+)
+
+// Kind says which port a server is: it decides which request code is
+// accepted and what Status-Server is answered with.
+type Kind string
+
+// Kinds.
+const (
+	Auth Kind = "auth" // Access-Request; Status-Server gets Access-Accept
+	Acct Kind = "acct" // Accounting-Request; Status-Server gets Accounting-Response
+)
+
+// Defaults for Config's zero values.
+const (
+	DefaultDuplicateWindow = 30 * time.Second
+	DefaultMaxDuplicates   = 65536
+	DefaultMaxInFlight     = 4096
+)
+
+// Config is what a Server needs. Clients and Handler are required.
+type Config struct {
+	// Clients returns the current client table; it is called once per
+	// datagram, so make it an atomic load (a reload stores a new table).
+	Clients func() *proxy.ClientTable
+	// Handler answers the requests that pass the checks. It owns the
+	// reply it returns no longer: the server sends it and keeps it to
+	// answer retransmissions, so it must not be modified afterwards.
+	Handler proxy.Handler
+	Kind    Kind
+	// Logger defaults to slog.Default(); Registerer to no metrics.
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// DuplicateWindow is how long answers are kept for retransmissions.
+	DuplicateWindow time.Duration
+	// MaxDuplicates bounds the duplicate cache (entries of at most 4 KiB).
+	MaxDuplicates int
+	// MaxInFlight bounds requests handled at once; beyond it, new
+	// requests are dropped (the NAS will retransmit).
+	MaxInFlight int
+	Now         func() time.Time
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.Clients == nil {
+		errs = append(errs, errors.New("udp: Config.Clients is nil"))
+	}
+	if c.Handler == nil {
+		errs = append(errs, errors.New("udp: Config.Handler is nil"))
+	}
+	if c.Kind != Auth && c.Kind != Acct {
+		errs = append(errs, fmt.Errorf("udp: Config.Kind %q is neither %q nor %q", c.Kind, Auth, Acct))
+	}
+	if c.DuplicateWindow < 0 || c.MaxDuplicates < 0 || c.MaxInFlight < 0 {
+		errs = append(errs, errors.New("udp: negative DuplicateWindow, MaxDuplicates or MaxInFlight"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry() // counted, never exported
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if c.MaxDuplicates == 0 {
+		c.MaxDuplicates = DefaultMaxDuplicates
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}

@@ -1,0 +1,469 @@
+package udp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mxedge/mxedge/proxy"
+	"github.com/mxedge/mxedge/proxy/internal/dedup"
+	"github.com/mxedge/mxedge/proxy/packet"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("udp: server closed")
+
+// Server answers RADIUS on any number of sockets. One Server per kind
+// (auth or acct) shares one duplicate cache and one in-flight bound across
+// its sockets.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	m      *metrics
+	dup    *dedup.Cache
+	ctx    context.Context // handlers' context, cancelled by Shutdown
+	cancel context.CancelFunc
+
+	inFlight atomic.Int64
+	handlers sync.WaitGroup
+	// Handler goroutines wait here for the next request when done, up to
+	// maxIdle of them, so their grown stacks are reused rather than a new
+	// goroutine growing one again for every request.
+	jobs      chan job
+	idle      atomic.Int32
+	closeJobs sync.Once
+
+	mu      sync.Mutex
+	closed  bool
+	conns   map[net.PacketConn]struct{}
+	serving sync.WaitGroup
+
+	unknownLog *limiter // unknown sources
+	dropLog    *limiter // known clients' drops
+	legacyLog  *limiter // Access-Requests accepted without Message-Authenticator
+
+	// trace, when set by tests, sees every drop reason and outcome.
+	trace func(what string)
+}
+
+// New checks cfg and returns a Server; metrics are registered here.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("udp: metrics: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		cfg:    cfg,
+		log:    cfg.Logger.With("listener", string(cfg.Kind)),
+		m:      m,
+		dup:    dedup.New(dedup.Config{Window: cfg.DuplicateWindow, MaxEntries: cfg.MaxDuplicates, Now: cfg.Now}),
+		ctx:    ctx,
+		cancel: cancel,
+		conns:  make(map[net.PacketConn]struct{}),
+		jobs:   make(chan job),
+		// 4096 sources of one line a minute each is plenty of log.
+		unknownLog: newLimiter(time.Minute, 4096),
+		dropLog:    newLimiter(time.Minute, 4096),
+		legacyLog:  newLimiter(time.Minute, 4096),
+	}, nil
+}
+
+// socket is one PacketConn with its local address, using the
+// allocation-free netip methods when it is a *net.UDPConn.
+type socket struct {
+	conn  net.PacketConn
+	udp   *net.UDPConn
+	local netip.AddrPort
+}
+
+func newSocket(conn net.PacketConn) *socket {
+	s := &socket{conn: conn}
+	s.udp, _ = conn.(*net.UDPConn)
+	if a, ok := conn.LocalAddr().(*net.UDPAddr); ok {
+		ap := a.AddrPort()
+		s.local = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return s
+}
+
+func (s *socket) read(b []byte) (int, netip.AddrPort, error) {
+	if s.udp != nil {
+		return s.udp.ReadFromUDPAddrPort(b)
+	}
+	n, addr, err := s.conn.ReadFrom(b)
+	if ua, ok := addr.(*net.UDPAddr); ok {
+		return n, ua.AddrPort(), err
+	}
+	return n, netip.AddrPort{}, err
+}
+
+func (s *socket) write(b []byte, to netip.AddrPort) error {
+	if s.udp != nil {
+		_, err := s.udp.WriteToUDPAddrPort(b, to)
+		return err
+	}
+	_, err := s.conn.WriteTo(b, net.UDPAddrFromAddrPort(to))
+	return err
+}
+
+// work is one datagram's buffers, pooled: the read buffer, the parsed view
+// and the Request the handler gets all alias buf, so the whole struct goes
+// back to the pool only after the handler has returned.
+type work struct {
+	buf [packet.MaxLen]byte
+	pkt packet.Packet
+	req proxy.Request
+	out [64]byte // Status-Server answers
+}
+
+var workPool = sync.Pool{New: func() any {
+	w := &work{}
+	w.pkt.Attrs = make([]packet.Attr, 0, 32)
+	return w
+}}
+
+func putWork(w *work) {
+	w.req = proxy.Request{}
+	w.pkt.Raw = nil
+	if cap(w.pkt.Attrs) > 256 {
+		w.pkt.Attrs = nil // don't pool a pathological attribute list
+	}
+	workPool.Put(w)
+}
+
+// Serve reads datagrams from conn until Shutdown (then it returns
+// ErrServerClosed) or a permanent read error. The caller owns conn and
+// closes it after Serve returns. Serve may be called for several sockets
+// at once.
+func (s *Server) Serve(conn net.PacketConn) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.conns[conn] = struct{}{}
+	s.serving.Add(1)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, conn)
+		s.mu.Unlock()
+		s.serving.Done()
+	}()
+
+	sk := newSocket(conn)
+	var backoff time.Duration
+	for {
+		w := workPool.Get().(*work)
+		n, src, err := sk.read(w.buf[:])
+		if err != nil {
+			putWork(w)
+			if s.isClosed() {
+				return ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Transient (ENOBUFS, ICMP errors reported on the socket, a
+			// deadline someone else set): back off so it cannot spin.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("read failed", "local", sk.local, "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		s.datagram(sk, w, n, src)
+	}
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// Shutdown stops reading on every socket, then waits for requests in
+// progress until ctx ends; at that point their context is cancelled and
+// ctx's error is returned. Sockets are left open for the caller to close.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	past := time.Unix(1, 0)
+	for c := range s.conns {
+		// A deadline in the past unblocks a ReadFrom in progress.
+		c.SetReadDeadline(past)
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		// No handler starts once every read loop has returned.
+		s.serving.Wait()
+		s.closeJobs.Do(func() { close(s.jobs) })
+		s.handlers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+		s.cancel()
+		return ctx.Err()
+	}
+}
+
+// datagram takes one datagram from the read loop. It owns w and must
+// either put it back or hand it to a handler goroutine that will.
+func (s *Server) datagram(sk *socket, w *work, n int, from netip.AddrPort) {
+	handedOff := false
+	defer func() {
+		if r := recover(); r != nil {
+			s.drop(reasonPanic)
+			s.log.Error("panic handling datagram", "source", from, "panic", r, "stack", string(debug.Stack()))
+			if !handedOff {
+				putWork(w)
+			}
+		}
+	}()
+	handedOff = s.check(sk, w, n, from)
+	if !handedOff {
+		putWork(w)
+	}
+}
+
+// check runs the per-datagram checks, answers what is answered locally and
+// starts a handler for the rest; it reports whether it handed w off.
+func (s *Server) check(sk *socket, w *work, n int, from netip.AddrPort) bool {
+	now := s.cfg.Now()
+	src := netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	client := s.cfg.Clients().Lookup(src.Addr())
+	if client == nil {
+		s.drop(reasonUnknownClient)
+		if s.unknownLog.allow(src.Addr(), now) {
+			s.log.Warn("datagram from unknown client dropped (logged once a minute per source)", "source", src, "local", sk.local)
+		}
+		return false
+	}
+	p := &w.pkt
+	if err := p.Parse(w.buf[:n]); err != nil {
+		s.dropClient(reasonMalformed, client, src, now, err)
+		return false
+	}
+	switch {
+	case p.Code == packet.CodeStatusServer:
+	case p.Code == packet.CodeAccessRequest && s.cfg.Kind == Auth:
+	case p.Code == packet.CodeAccountingRequest && s.cfg.Kind == Acct:
+	default:
+		s.dropClient(reasonUnexpectedCode, client, src, now, fmt.Errorf("code %v", p.Code))
+		return false
+	}
+
+	hasMA := false
+	for _, a := range p.Attrs {
+		if a.Type == packet.AttrMessageAuthenticator {
+			hasMA = true
+			break
+		}
+	}
+	// BlastRADIUS: the policy checks come before any crypto, in this order.
+	switch p.Code {
+	case packet.CodeAccessRequest:
+		s.m.messageAuthenticator(client.Name, hasMA).Inc()
+		if !hasMA {
+			switch {
+			case client.RequireMessageAuthenticator:
+				s.dropClient(reasonMissingMA, client, src, now, nil)
+				return false
+			case client.LimitProxyState && p.Count(packet.AttrProxyState) > 0:
+				s.dropClient(reasonProxyStateWithoutMA, client, src, now, nil)
+				return false
+			case p.Count(packet.AttrEAPMessage) > 0: // RFC 3579 §3.2
+				s.dropClient(reasonEAPWithoutMA, client, src, now, nil)
+				return false
+			}
+			if s.legacyLog.allow(src.Addr(), now) {
+				s.log.Warn("accepting Access-Request without Message-Authenticator: the client is exposed to BlastRADIUS (CVE-2024-3596) until it sends one and require_message_authenticator is set",
+					"client", client.Name, "source", src)
+			}
+		}
+	case packet.CodeStatusServer:
+		if !hasMA { // RFC 5997 §3
+			s.dropClient(reasonMissingMA, client, src, now, nil)
+			return false
+		}
+	}
+	if _, err := packet.VerifyRequest(p, client.Secret); err != nil {
+		r := reasonMalformed
+		switch {
+		case errors.Is(err, packet.ErrMessageAuth), errors.Is(err, packet.ErrMessageAuthLen):
+			r = reasonBadMA
+		case errors.Is(err, packet.ErrAuthenticator):
+			r = reasonBadAuthenticator
+		}
+		s.dropClient(r, client, src, now, err)
+		return false
+	}
+
+	if p.Code == packet.CodeStatusServer {
+		s.statusServer(sk, w, client, from, now)
+		return false
+	}
+
+	key := dedup.Key{Local: sk.local, Source: src, ID: p.ID}
+	switch st, cached := s.dup.Begin(key, p.Authenticator); st {
+	case dedup.InProgress:
+		s.count(client, p.Code, outcomeDuplicateInProgress)
+		return false
+	case dedup.Answered:
+		if err := sk.write(cached, from); err != nil {
+			s.writeFailed(client, from, err)
+		}
+		s.count(client, p.Code, outcomeDuplicateAnswered)
+		return false
+	}
+	if s.inFlight.Add(1) > int64(s.cfg.MaxInFlight) {
+		s.inFlight.Add(-1)
+		s.dup.Finish(key, p.Authenticator, nil) // let the retransmission in
+		s.dropClient(reasonOverloaded, client, src, now, nil)
+		return false
+	}
+	w.req = proxy.Request{
+		Packet:                  p,
+		Client:                  client,
+		Source:                  src,
+		Local:                   sk.local,
+		Received:                now,
+		HasMessageAuthenticator: hasMA,
+	}
+	s.handlers.Add(1)
+	j := job{sk: sk, w: w, key: key, to: from}
+	select {
+	case s.jobs <- j: // an idle worker took it
+	default:
+		go s.worker(j)
+	}
+	return true
+}
+
+// maxIdle bounds the handler goroutines kept waiting for work.
+const maxIdle = 128
+
+// job is one request for a worker.
+type job struct {
+	sk  *socket
+	w   *work
+	key dedup.Key
+	to  netip.AddrPort
+}
+
+// worker handles j, then further requests while fewer than maxIdle
+// workers are waiting; the rest exit. Shutdown closes jobs to end them.
+func (s *Server) worker(j job) {
+	for {
+		s.handle(j.sk, j.w, j.key, j.to)
+		if s.idle.Add(1) > maxIdle {
+			s.idle.Add(-1)
+			return
+		}
+		var ok bool
+		j, ok = <-s.jobs
+		s.idle.Add(-1)
+		if !ok {
+			return
+		}
+	}
+}
+
+// handle runs the handler for one request in a worker goroutine.
+func (s *Server) handle(sk *socket, w *work, key dedup.Key, to netip.AddrPort) {
+	auth, code, client := w.pkt.Authenticator, w.pkt.Code, w.req.Client
+	defer func() {
+		if r := recover(); r != nil {
+			s.dup.Finish(key, auth, nil)
+			s.drop(reasonPanic)
+			s.count(client, code, string(proxy.OutcomePanic))
+			s.log.Error("panic in handler", "client", client.Name, "source", w.req.Source,
+				"panic", r, "stack", string(debug.Stack()))
+		}
+		putWork(w)
+		s.inFlight.Add(-1)
+		s.handlers.Done()
+	}()
+	reply, outcome := s.cfg.Handler.ServeRADIUS(s.ctx, &w.req)
+	if !s.dup.Finish(key, auth, reply) {
+		s.count(client, code, outcomeAbandoned)
+		return
+	}
+	if reply != nil {
+		if err := sk.write(reply, to); err != nil {
+			s.writeFailed(client, to, err)
+		}
+		s.m.duration(code).Observe(s.cfg.Now().Sub(w.req.Received).Seconds())
+	}
+	s.count(client, code, string(outcome))
+}
+
+// statusServer answers a verified Status-Server locally (RFC 5997 §4: a
+// proxy never forwards it) with the Message-Authenticator first.
+func (s *Server) statusServer(sk *socket, w *work, client *proxy.Client, to netip.AddrPort, now time.Time) {
+	p := &w.pkt
+	code := packet.CodeAccessAccept
+	if s.cfg.Kind == Acct {
+		code = packet.CodeAccountingResponse
+	}
+	b := packet.Append(w.out[:0], code, p.ID, p.Authenticator)
+	b = packet.AppendMessageAuthenticator(b)
+	if err := packet.Sign(b, client.Secret, &p.Authenticator); err != nil {
+		panic(err) // a fixed 38-octet packet cannot fail to sign
+	}
+	if err := sk.write(b, to); err != nil {
+		s.writeFailed(client, to, err)
+	}
+	s.m.durStatus.Observe(s.cfg.Now().Sub(now).Seconds())
+	s.count(client, packet.CodeStatusServer, string(proxy.OutcomeLocal))
+}
+
+func (s *Server) count(c *proxy.Client, code packet.Code, outcome string) {
+	s.m.request(c.Name, code, outcome).Inc()
+	if s.trace != nil {
+		s.trace(outcome)
+	}
+}
+
+func (s *Server) drop(r reason) {
+	s.m.drops[r].Inc()
+	if s.trace != nil {
+		s.trace(r.String())
+	}
+}
+
+// dropClient counts a drop from a known client and logs it, at most once
+// a minute per source so a misconfigured device cannot flood the log.
+func (s *Server) dropClient(r reason, c *proxy.Client, src netip.AddrPort, now time.Time, err error) {
+	s.drop(r)
+	if s.dropLog.allow(src.Addr(), now) {
+		attrs := []any{"reason", r.String(), "client", c.Name, "source", src}
+		if err != nil {
+			attrs = append(attrs, "err", err)
+		}
+		s.log.Warn("request dropped (logged once a minute per source)", attrs...)
+	}
+}
+
+func (s *Server) writeFailed(c *proxy.Client, to netip.AddrPort, err error) {
+	s.drop(reasonWriteError)
+	s.log.Warn("sending reply failed", "client", c.Name, "to", to, "err", err)
+}
