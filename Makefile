@@ -14,13 +14,32 @@ export CGO_ENABLED ?= 0
 help: ## list targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  %-12s %s\n",$$1,$$2}' $(MAKEFILE_LIST)
 
+# Debian packages the demo and the tests drive (real peers, not mocks), and
+# what the race detector and the packaging tests need.
+DEMO_PKGS := freeradius freeradius-utils eapoltest
+TEST_PKGS := $(DEMO_PKGS) radsecproxy openssl gcc lintian dpkg-dev systemd
+
+define install_missing
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+endef
+
+.PHONY: deps deps-demo
+deps: ## install the Debian packages the tests drive, if missing
+	$(call install_missing,$(TEST_PKGS))
+deps-demo:
+	$(call install_missing,$(DEMO_PKGS))
+
 .PHONY: build
 build: ## build bin/mxedge, bin/mxcloud and bin/mxload for this machine
 	@mkdir -p $(BIN_DIR)
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN_DIR)/ ./cmd/...
 
 .PHONY: test
-test: build ## unit, fuzz-seed, race and real-peer integration tests (needs the Debian peers: see .ci/run)
+test: deps build ## unit, fuzz-seed, race and real-peer integration tests (installs the Debian peers if missing)
 	$(GO) vet ./...
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
 
@@ -29,7 +48,7 @@ test-short: ## unit tests only, no real peers
 	$(GO) test -short -count=1 ./...
 
 .PHONY: bench
-bench: build ## benchmarks: Go benchmarks plus mxedge vs radsecproxy through FreeRADIUS
+bench: deps build ## benchmarks: Go benchmarks plus mxedge vs radsecproxy through FreeRADIUS
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./proxy/... ./edge/... ./cache/...
 	$(BIN_DIR)/mxload compare
 
@@ -40,7 +59,7 @@ lint: ## go vet, gofmt and staticcheck
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
 
 .PHONY: demo
-demo: build ## lab cloud on loopback, the edge in front of it, traffic through it
+demo: deps-demo build ## lab cloud on loopback, the edge in front of it, traffic through it
 	$(BIN_DIR)/mxcloud demo --mxedge $(BIN_DIR)/mxedge
 
 .PHONY: fuzz

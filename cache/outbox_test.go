@@ -3,6 +3,7 @@ package cache
 import (
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,4 +111,24 @@ func FuzzDecodeEvent(f *testing.F) {
 			t.Fatalf("re-decode: %v", err)
 		}
 	})
+}
+
+func TestAppendEventsBatch(t *testing.T) {
+	s := mustOpen(t, "", Options{MaxEvents: 3})
+	evs := []Event{{ID: "a", Type: "x"}, {ID: "b", Type: "x"}, {ID: "a", Type: "dup"}, {ID: "c"}, {ID: "d"}}
+	if err := s.AppendEvents(evs); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.PendingEvents(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, e := range got {
+		ids = append(ids, e.ID)
+	}
+	// "a" is not stored twice; past MaxEvents the oldest goes first.
+	if strings.Join(ids, ",") != "b,c,d" || s.OutboxLen() != 3 {
+		t.Fatalf("outbox = %v (len %d)", ids, s.OutboxLen())
+	}
 }

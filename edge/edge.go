@@ -42,19 +42,21 @@ type Options struct {
 
 // App is a running edge.
 type App struct {
-	opts     Options
-	log      *slog.Logger
-	reg      *prometheus.Registry
-	cfg      atomic.Pointer[config.Config]
-	clients  atomic.Pointer[proxy.ClientTable]
-	router   *Router
-	cloud    *radsec.Client
-	servers  []*udp.Server
-	conns    []net.PacketConn
-	metrics  net.Listener
-	reloads  *prometheus.CounterVec
-	reloadOK prometheus.Gauge
-	local    *localNAC // nil unless survivability built it (local.go)
+	opts    Options
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	cfg     atomic.Pointer[config.Config]
+	clients atomic.Pointer[proxy.ClientTable]
+	router  *Router
+	cloud   *radsec.Client
+	servers []*udp.Server
+	conns   []net.PacketConn
+	metrics net.Listener
+	// selfSecret authenticates the watchdog's self-check (see watchdog.go).
+	selfSecret []byte
+	reloads    *prometheus.CounterVec
+	reloadOK   prometheus.Gauge
+	local      *localNAC // nil unless survivability built it (local.go)
 }
 
 // Run starts the edge and blocks until ctx ends, then shuts down in order:
@@ -92,14 +94,14 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	if opts.Stderr == nil {
 		opts.Stderr = os.Stderr
 	}
-	a := &App{opts: opts, log: newLogger(opts.Stderr, cfg.Log), reg: newRegistry()}
+	a := &App{opts: opts, log: newLogger(opts.Stderr, cfg.Log), reg: newRegistry(), selfSecret: newSelfCheckSecret()}
 	a.cfg.Store(cfg)
 	a.registerMetrics()
 	for _, w := range cfg.Warnings() {
 		a.log.Warn("config", "note", w)
 	}
 
-	table, err := buildClients(cfg)
+	table, err := buildClients(cfg, a.selfSecret)
 	if err != nil {
 		return nil, err
 	}
@@ -151,6 +153,7 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	if opts.Ready != nil {
 		opts.Ready(a)
 	}
+	go a.runWatchdog(ctx)
 	return a, nil
 }
 
@@ -172,8 +175,17 @@ func (a *App) registerMetrics() {
 // buildClients turns the radius.clients section into a lookup table. The
 // config's warnings already name every client that opted out of
 // Message-Authenticator; Start logs them.
-func buildClients(cfg *config.Config) (*proxy.ClientTable, error) {
-	cs := make([]*proxy.Client, 0, len(cfg.RADIUS.Clients))
+func buildClients(cfg *config.Config, selfSecret []byte) (*proxy.ClientTable, error) {
+	cs := make([]*proxy.Client, 0, len(cfg.RADIUS.Clients)+1)
+	self := selfCheckClient(selfSecret)
+	for _, c := range cfg.RADIUS.Clients {
+		if c.Address == self.Prefix {
+			self = nil // the operator uses this address; skip the self-check client
+		}
+	}
+	if self != nil {
+		cs = append(cs, self)
+	}
 	for _, c := range cfg.RADIUS.Clients {
 		cs = append(cs, &proxy.Client{
 			Name: c.Name, Prefix: c.Address, Secret: c.Secret.Reveal(), Vendor: c.Vendor, Site: c.Site,
@@ -294,7 +306,7 @@ func (a *App) Reload() error {
 		a.reloadOK.Set(0)
 		return err
 	}
-	table, err := buildClients(cfg)
+	table, err := buildClients(cfg, a.selfSecret)
 	if err != nil {
 		a.reloads.WithLabelValues("error").Inc()
 		a.reloadOK.Set(0)

@@ -57,6 +57,20 @@ func newRouter(log *slog.Logger, reg prometheus.Registerer, fwd *proxy.Forwarder
 	reg.MustRegister(m.route)
 	r := &Router{log: log, fwd: fwd, metrics: m}
 	r.forced.Store("")
+	// mxedge_mode{mode} is 1 for the path new requests take now, read at
+	// scrape time so it never disagrees with the router.
+	for _, p := range []Path{PathCloud, PathLocal, PathNone} {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "mxedge_mode",
+			Help:        "1 for the path the router sends new requests to (cloud, local or none).",
+			ConstLabels: prometheus.Labels{"mode": string(p)},
+		}, func() float64 {
+			if path, _ := r.decide(nil); path == p {
+				return 1
+			}
+			return 0
+		}))
+	}
 	return r
 }
 

@@ -21,7 +21,7 @@ var knownMetrics = map[string]bool{
 	"mxedge_mode":                              true,
 	"mxedge_cache_entries":                     true,
 	"mxedge_cache_last_sync_timestamp_seconds": true,
-	"mxedge_outbox_events":                     true,
+	"mxedge_cache_outbox_events":               true,
 }
 
 type dashboard struct {

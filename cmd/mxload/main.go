@@ -111,6 +111,7 @@ func compareCmd(ctx context.Context, args []string, w io.Writer) error {
 	count := fs.Int("count", 20000, "requests per run")
 	rounds := fs.Int("rounds", 2, "runs per proxy and concurrency, alternating")
 	concs := fs.String("concurrency", "32,128", "concurrency levels")
+	keep := fs.Bool("keep", false, "keep configs and logs (printed at the end)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -118,11 +119,18 @@ func compareCmd(ctx context.Context, args []string, w io.Writer) error {
 		self, _ := os.Executable()
 		*bin = filepath.Join(filepath.Dir(self), "mxedge")
 	}
+	if abs, err := filepath.Abs(*bin); err == nil {
+		*bin = abs
+	}
 	dir, err := os.MkdirTemp("", "mxload-compare")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	if *keep {
+		defer fmt.Fprintln(w, "kept:", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
 	sub := func(name string) string {
 		d := filepath.Join(dir, name)
 		os.MkdirAll(d, 0o755)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 
 	"github.com/mxedge/mxedge/cache"
 	"github.com/mxedge/mxedge/edge/nac/eap"
@@ -147,15 +148,9 @@ func (a *Authenticator) finishEAP(req *proxy.Request, reply eaptls.Reply) ([]byt
 	ev := cache.Event{
 		MAC:      mac,
 		Identity: res.Identity,
-		Fields: map[string]string{
-			"auth_type":       cache.AuthEAPTLS,
-			"nas":             req.Client.Name,
-			"nas_vendor":      req.Client.Vendor,
-			"site":            req.Client.Site,
-			"calling_station": string(csid),
-			"outer_identity":  res.Identity,
-		},
+		Fields:   nasFields(req, cache.AuthEAPTLS, string(csid)),
 	}
+	ev.Fields["outer_identity"] = res.Identity
 	if !macOK {
 		ev.MAC = string(csid)
 	}
@@ -176,7 +171,7 @@ func (a *Authenticator) finishEAP(req *proxy.Request, reply eaptls.Reply) ([]byt
 		}
 		if t := certEvent(res.Reason); t != "" {
 			e := ev
-			e.Type = t
+			e.Type, e.Fields = t, maps.Clone(ev.Fields) // the writer reads it while we go on
 			a.emit(e)
 		}
 		if res.Reason == eaptls.ReasonPasswordMethodRefused {
@@ -226,7 +221,7 @@ func (a *Authenticator) finishEAP(req *proxy.Request, reply eaptls.Reply) ([]byt
 		a.log.Warn("cached attributes not sent", "mac", mac, "identity", ev.Identity, "attributes", skipped)
 	}
 	e := ev
-	e.Type = EventCertValid
+	e.Type, e.Fields = EventCertValid, maps.Clone(ev.Fields) // the writer reads it while we go on
 	a.emit(e)
 	ev.Type = EventAllowed
 	fillAllowed(ev.Fields, az, source)

@@ -185,6 +185,13 @@ func (s *fakeStore) Lookup(mac, id string) (cache.Entry, bool, error) {
 }
 
 func (s *fakeStore) AppendEvent(ev cache.Event) error {
+	// Copy the fields as a real store encodes them, so -race sees a
+	// caller that keeps writing to a map it handed over.
+	f := make(map[string]string, len(ev.Fields))
+	for k, v := range ev.Fields { // not maps.Clone: the race detector does not see its reads
+		f[k] = v
+	}
+	ev.Fields = f
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.events = append(s.events, ev)

@@ -43,10 +43,7 @@ func (a *Authenticator) servePAP(req *proxy.Request) ([]byte, proxy.Outcome) {
 	if len(skipped) > 0 {
 		a.log.Warn("cached attributes not sent", "mac", mac, "attributes", skipped)
 	}
-	ev := cache.Event{Type: EventAllowed, MAC: mac, Identity: string(user), Fields: map[string]string{
-		"auth_type": cache.AuthMAB, "nas": req.Client.Name, "nas_vendor": req.Client.Vendor,
-		"site": req.Client.Site, "calling_station": string(csid),
-	}}
+	ev := cache.Event{Type: EventAllowed, MAC: mac, Identity: string(user), Fields: nasFields(req, cache.AuthMAB, string(csid))}
 	fillAllowed(ev.Fields, az, source)
 	a.emit(ev)
 	a.m.decisions.WithLabelValues(cache.AuthMAB, "accept", source).Inc()
@@ -106,11 +103,22 @@ func (a *Authenticator) refusePassword(req *proxy.Request, user, csid string) ([
 	if !ok {
 		mac = csid
 	}
-	a.emit(cache.Event{Type: EventDenied, MAC: mac, Identity: user, Reason: reasonPassword, Fields: map[string]string{
-		"auth_type": authPassword, "nas": req.Client.Name, "nas_vendor": req.Client.Vendor,
-		"site": req.Client.Site, "calling_station": csid, "reason": reasonPassword, "result": "reject",
-	}})
+	f := nasFields(req, authPassword, csid)
+	f["reason"], f["result"] = reasonPassword, "reject"
+	a.emit(cache.Event{Type: EventDenied, MAC: mac, Identity: user, Reason: reasonPassword, Fields: f})
 	a.m.decisions.WithLabelValues(authPassword, "reject", sourceNone).Inc()
 	a.log.Info("password method refused offline", "client", req.Client.Name, "user", user)
 	return b, proxy.OutcomeLocal
+}
+
+// nasFields starts an event's fields with who asked; sized for what the
+// decision adds, so the map is allocated once.
+func nasFields(req *proxy.Request, authType, csid string) map[string]string {
+	f := make(map[string]string, 14)
+	f["auth_type"] = authType
+	f["nas"] = req.Client.Name
+	f["nas_vendor"] = req.Client.Vendor
+	f["site"] = req.Client.Site
+	f["calling_station"] = csid
+	return f
 }

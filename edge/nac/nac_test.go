@@ -380,6 +380,13 @@ func TestMetricNames(t *testing.T) {
 			t.Errorf("metric %s missing", n)
 		}
 	}
+	problems, err := testutil.GatherAndLint(f.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("metric %s: %s", p.Metric, p.Text)
+	}
 }
 
 // batchStore also offers AppendEvents; the authenticator must use it.

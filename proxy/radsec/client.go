@@ -38,6 +38,14 @@ const (
 
 // Client is a pool of RadSec connections to an ordered list of servers.
 // It is safe for concurrent use.
+//
+// A server is up once a connection to it has carried a verified reply (a
+// Status-Server is sent as soon as a connection opens), and down when a
+// dial fails with no connection left, or when its last connection dies of
+// a watchdog or write timeout or before any reply. A connection the peer
+// closes cleanly (an idle timeout, a restart) does not make it down: the
+// redial decides. Requests go to the first server not down, so traffic
+// fails over at once and returns to the first server when it is back.
 type Client struct {
 	cfg     Config
 	ups     []*upstream
@@ -84,6 +92,9 @@ type upstream struct {
 	nextDial time.Time
 	fails    int
 	attempts int
+
+	reportMu sync.Mutex
+	reported int32 // last state reported, stateUnknown at first
 }
 
 // New starts a pool; connections are opened in the background.
@@ -397,7 +408,7 @@ func (s *upstream) dial() {
 		}
 	}
 	if changed {
-		s.stateChanged(false, err)
+		s.stateChanged(err)
 	}
 }
 
@@ -411,11 +422,22 @@ func (s *upstream) markUp() {
 	s.notifyLocked()
 	s.mu.Unlock()
 	if changed {
-		s.stateChanged(true, nil)
+		s.stateChanged(nil)
 	}
 }
 
-func (s *upstream) stateChanged(up bool, err error) {
+// stateChanged reports the current state to the gauge, the log and the
+// hook. Changes are made under s.mu but reported outside it, so reports are
+// serialized here and always end on the state as it is now.
+func (s *upstream) stateChanged(err error) {
+	s.reportMu.Lock()
+	defer s.reportMu.Unlock()
+	cur := s.state.Load()
+	if cur == stateUnknown || cur == s.reported {
+		return
+	}
+	s.reported = cur
+	up := cur == stateUp
 	if up {
 		s.m.up.Set(1)
 		s.c.log.Info("radsec upstream up", "upstream", s.addr)
@@ -437,12 +459,13 @@ func (s *upstream) open() (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	tc := tls.Client(nc, s.tls)
+	bc := &batchConn{Conn: nc}
+	tc := tls.Client(bc, s.tls)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		nc.Close()
 		return nil, err
 	}
-	return newConn(s, tc), nil
+	return newConn(s, tc, bc), nil
 }
 
 // gone removes a dead connection and schedules a quick redial. A watchdog
@@ -477,7 +500,7 @@ func (s *upstream) gone(cn *conn, cause error) {
 	s.mu.Unlock()
 	s.kick()
 	if changed {
-		s.stateChanged(false, cause)
+		s.stateChanged(cause)
 	}
 }
 

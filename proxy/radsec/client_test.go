@@ -455,3 +455,51 @@ func TestClientIdleTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// flakyConn fails writes on demand.
+type flakyConn struct {
+	net.Conn
+	fail *atomic.Bool
+}
+
+func (f flakyConn) Write(b []byte) (int, error) {
+	if f.fail.Load() {
+		return 0, errors.New("injected write failure")
+	}
+	return f.Conn.Write(b)
+}
+
+// TestWriteFailureMoves: a request whose write fails is moved to a new
+// connection instead of being lost.
+func TestWriteFailureMoves(t *testing.T) {
+	srv := startServer(t, "", echo("A"), nil)
+	var first *atomic.Bool
+	var dials atomic.Int32
+	c, _ := newClient(t, []string{srv.addr}, func(cfg *Config) {
+		cfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			f := new(atomic.Bool)
+			if dials.Add(1) == 1 {
+				first = f
+			}
+			return flakyConn{nc, f}, nil
+		}
+	})
+	if _, err := c.Exchange(context.Background(), accessRequest(t, 1, "w")); err != nil {
+		t.Fatal(err)
+	}
+	first.Store(true)
+	reply, err := c.Exchange(context.Background(), accessRequest(t, 1, "w2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, u := replyTag(t, reply); u != "w2" {
+		t.Fatalf("user %q", u)
+	}
+	if value(c.ups[0].m.moved) != 1 || dials.Load() != 2 {
+		t.Fatalf("moved=%v dials=%d", value(c.ups[0].m.moved), dials.Load())
+	}
+}

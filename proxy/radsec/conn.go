@@ -36,7 +36,7 @@ type conn struct {
 	up       *upstream
 	nc       net.Conn
 	br       *bufio.Reader
-	bw       *bufio.Writer
+	raw      *batchConn // under TLS: one record per packet, one syscall per burst
 	wch      chan *[]byte
 	quit     chan struct{}
 	failOnce sync.Once
@@ -57,13 +57,14 @@ type conn struct {
 	statusSent int64
 }
 
-func newConn(s *upstream, nc net.Conn) *conn {
+// newConn wraps an established TLS connection nc whose transport is raw.
+func newConn(s *upstream, nc net.Conn, raw *batchConn) *conn {
 	now := time.Now().UnixNano()
 	cn := &conn{
 		up:      s,
 		nc:      nc,
+		raw:     raw,
 		br:      newReader(nc),
-		bw:      bufio.NewWriterSize(nc, 16<<10),
 		wch:     make(chan *[]byte, writeQueue),
 		quit:    make(chan struct{}),
 		next:    1,
@@ -73,13 +74,13 @@ func newConn(s *upstream, nc net.Conn) *conn {
 	cn.batch = batcher[*[]byte]{
 		ch: cn.wch,
 		write: func(bp *[]byte) error {
-			_, err := cn.bw.Write(*bp)
+			_, err := cn.nc.Write(*bp)
 			s.c.bufs.Put(bp)
 			return err
 		},
 		flush: func() error {
 			s.c.flushes.Add(1)
-			return cn.bw.Flush()
+			return cn.raw.flush()
 		},
 	}
 	return cn
@@ -286,11 +287,16 @@ func (cn *conn) writeLoop() {
 	}
 }
 
-// writeBatch writes bp and whatever else is queued, then flushes once, so
-// a burst shares TLS records and syscalls.
+// writeBatch writes bp and whatever else is queued, each packet in its own
+// TLS record, then flushes once, so a burst shares one syscall.
 func (cn *conn) writeBatch(bp *[]byte) error {
 	cn.nc.SetWriteDeadline(time.Now().Add(DefaultWriteTimeout))
-	return cn.batch.run(bp)
+	cn.raw.begin()
+	err := cn.batch.run(bp)
+	if ferr := cn.raw.flush(); err == nil {
+		err = ferr
+	}
+	return err
 }
 
 // sweep times out expired requests, runs the Status-Server watchdog and
@@ -351,10 +357,8 @@ func (cn *conn) sendStatus(t time.Time) error {
 	cn.statusSent = t.UnixNano()
 	cn.mu.Unlock()
 	cn.nc.SetWriteDeadline(t.Add(DefaultWriteTimeout))
-	if _, err := cn.bw.Write(b); err != nil {
-		return err
-	}
-	return cn.bw.Flush()
+	_, err := cn.nc.Write(b)
+	return err
 }
 
 // batcher writes a queued item and everything queued behind it before one

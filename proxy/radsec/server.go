@@ -192,8 +192,8 @@ type serverConn struct {
 
 	mu      sync.Mutex
 	pending [256]struct {
-		auth   [16]byte
-		active bool
+		auth  [16]byte
+		owner *inbound // nil when no request with this identifier is in flight
 	}
 }
 
@@ -352,13 +352,13 @@ func (sc *serverConn) accept(in *inbound, b []byte) bool {
 	}
 	sc.mu.Lock()
 	slot := &sc.pending[p.ID]
-	if slot.active && slot.auth == p.Authenticator {
+	if slot.owner != nil && slot.auth == p.Authenticator {
 		sc.mu.Unlock()
 		s.m.drops.WithLabelValues("duplicate").Inc()
 		sc.free(in)
 		return true
 	}
-	slot.active, slot.auth = true, p.Authenticator
+	slot.owner, slot.auth = in, p.Authenticator
 	sc.mu.Unlock()
 	select {
 	case sc.sem <- struct{}{}:
@@ -393,19 +393,26 @@ func (sc *serverConn) handle(in *inbound) {
 	}()
 	reply, outcome := s.cfg.Handler.ServeRADIUS(sc.ctx, &in.req)
 	s.count(outcome)
+	// Before the reply leaves: the peer may reuse the identifier and, for
+	// a request moved back to us, the authenticator as soon as it has it.
+	sc.untrack(in)
 	if reply != nil {
 		sc.queue(reply)
 	}
 }
 
-// done ends duplicate tracking for in and recycles it.
-func (sc *serverConn) done(in *inbound) {
+// untrack ends duplicate tracking for in.
+func (sc *serverConn) untrack(in *inbound) {
 	sc.mu.Lock()
-	slot := &sc.pending[in.p.ID]
-	if slot.active && slot.auth == in.p.Authenticator {
-		slot.active = false
+	if slot := &sc.pending[in.p.ID]; slot.owner == in {
+		slot.owner = nil
 	}
 	sc.mu.Unlock()
+}
+
+// done ends duplicate tracking for in and recycles it.
+func (sc *serverConn) done(in *inbound) {
+	sc.untrack(in)
 	sc.free(in)
 }
 
@@ -427,11 +434,13 @@ func (sc *serverConn) queue(b []byte) {
 }
 
 func (sc *serverConn) writeLoop() {
-	bw := bufio.NewWriterSize(sc.nc, 16<<10)
+	// One TLS record per reply: RadSec peers such as FreeRADIUS 3.x read
+	// one RADIUS packet per record, so replies are never coalesced above
+	// TLS.
 	b := batcher[[]byte]{
 		ch:    sc.wch,
-		write: func(p []byte) error { _, err := bw.Write(p); return err },
-		flush: bw.Flush,
+		write: func(p []byte) error { _, err := sc.nc.Write(p); return err },
+		flush: func() error { return nil },
 	}
 	var err error
 	for {

@@ -323,3 +323,10 @@ func (w *worker) checkMPPE(p *packet.Packet, auth [16]byte, peer *eaptlstest.Sup
 	}
 	return nil
 }
+
+// String is a one-line summary for bench output.
+func (r Result) String() string {
+	return fmt.Sprintf("%d auths in %s (%.0f/s), %d failures (%d rejects, %d lost), p50 %s p99 %s",
+		r.Auths, r.Elapsed.Round(time.Millisecond), r.Rate(), r.Failures, r.Rejects, r.Lost,
+		r.Quantile(0.5).Round(10*time.Microsecond), r.Quantile(0.99).Round(10*time.Microsecond))
+}

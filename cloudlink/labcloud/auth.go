@@ -1,0 +1,76 @@
+package labcloud
+
+import (
+	"strings"
+
+	"github.com/mxedge/mxedge/cloudlink"
+)
+
+// NormalizeMAC accepts aa:bb:cc:dd:ee:ff, aa-bb-…, aabb.ccdd.eeff and
+// aabbccddeeff in any case and returns 12 lower-case hex digits.
+func NormalizeMAC(s string) (string, bool) {
+	var b strings.Builder
+	for _, r := range strings.ToLower(strings.TrimSpace(s)) {
+		switch {
+		case r >= '0' && r <= '9', r >= 'a' && r <= 'f':
+			b.WriteRune(r)
+		case r == ':' || r == '-' || r == '.':
+		default:
+			return "", false
+		}
+	}
+	if b.Len() != 12 {
+		return "", false
+	}
+	return b.String(), true
+}
+
+// AuthorizeMAB is the lab NAC's decision for a MAB request that came in
+// through edgeID: the allow-listed VLAN, or false. Either way it is logged;
+// an accept is also served to edges as a cache entry.
+func (c *Cloud) AuthorizeMAB(edgeID, mac, userName string) (vlan string, ok bool) {
+	vlan, ok = c.opts.MAB[mac]
+	if !ok {
+		c.Reject(edgeID, mac)
+		return "", false
+	}
+	now := c.opts.Now().UTC()
+	c.mu.Lock()
+	c.upsertLocked(cloudlink.Entry{
+		MAC: mac, AuthType: "mab",
+		Identity:      cloudlink.Identity{UserName: userName},
+		Authorization: cloudlink.Authorization{VLAN: vlan},
+		SiteID:        c.opts.SiteID, LastAuthAt: now,
+	})
+	c.appendAuthLocked(authLog{Time: now, Edge: edgeID, MAC: mac, Result: "accept", VLAN: vlan})
+	c.save()
+	c.mu.Unlock()
+	c.log.Info("labcloud: MAB accept", "edge", edgeID, "mac", mac, "vlan", vlan)
+	return vlan, true
+}
+
+// Reject logs a refused authentication (unknown MAC, or a method the lab
+// does not serve).
+func (c *Cloud) Reject(edgeID, mac string) { c.logAuth(edgeID, mac, "reject", "") }
+
+// Accounting counts an accounting request.
+func (c *Cloud) Accounting() {
+	c.mu.Lock()
+	c.st.Accounting++
+	c.mu.Unlock()
+}
+
+func (c *Cloud) logAuth(edgeID, mac, result, vlan string) {
+	c.mu.Lock()
+	c.appendAuthLocked(authLog{Time: c.opts.Now().UTC(), Edge: edgeID, MAC: mac, Result: result, VLAN: vlan})
+	c.save()
+	c.mu.Unlock()
+	c.log.Info("labcloud: auth", "edge", edgeID, "mac", mac, "result", result)
+}
+
+func (c *Cloud) appendAuthLocked(a authLog) {
+	c.st.Auths = append(c.st.Auths, a)
+	if len(c.st.Auths) > maxAuthLog {
+		c.st.Auths = c.st.Auths[len(c.st.Auths)-maxAuthLog:]
+	}
+}

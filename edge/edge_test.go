@@ -1,0 +1,89 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mxedge/mxedge/edge/config"
+)
+
+func testConfig(t *testing.T) *config.Config {
+	t.Helper()
+	y := fmt.Sprintf(`state_dir: %s
+metrics:
+  listen: ""
+radius:
+  auth_listen: ["127.0.0.1:0"]
+  acct_listen: ["127.0.0.1:0"]
+  clients:
+    - name: sw
+      address: 127.0.0.1
+      secret: "a-long-enough-test-secret"
+survivability:
+  mode: cloud
+`, t.TempDir())
+	cfg, err := config.Parse("test.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// The watchdog is pinged only after the daemon answered its own
+// Status-Server through the auth listener.
+func TestWatchdogPingsAfterSelfCheck(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify")
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	t.Setenv("WATCHDOG_USEC", "300000")
+	t.Setenv("WATCHDOG_PID", fmt.Sprint(os.Getpid()))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, err := Start(ctx, Options{Config: testConfig(t), Version: "test", Stderr: &bytes.Buffer{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Shutdown(context.Background())
+
+	got := map[string]bool{}
+	buf := make([]byte, 512)
+	deadline := time.Now().Add(10 * time.Second)
+	for !got["WATCHDOG=1"] && time.Now().Before(deadline) {
+		ln.SetReadDeadline(deadline)
+		n, err := ln.Read(buf)
+		if err != nil {
+			t.Fatalf("notify socket: %v (got %v)", err, got)
+		}
+		for _, l := range strings.Split(string(buf[:n]), "\n") {
+			got[l] = true
+		}
+	}
+	if !got["READY=1"] || !got["WATCHDOG=1"] {
+		t.Fatalf("notifications: %v", got)
+	}
+}
+
+// A client configured on the self-check address takes precedence.
+func TestSelfCheckClientYieldsToOperator(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.RADIUS.Clients[0].Address = selfCheckClient(nil).Prefix
+	table, err := buildClients(cfg, []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := table.Lookup(selfCheckAddr); c == nil || c.Name != "sw" {
+		t.Fatalf("lookup = %+v", c)
+	}
+}
