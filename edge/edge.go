@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mxedge/mxedge/cache"
 	"github.com/mxedge/mxedge/edge/config"
 	"github.com/mxedge/mxedge/edge/internal/notify"
 	"github.com/mxedge/mxedge/proxy"
@@ -49,14 +51,21 @@ type App struct {
 	clients atomic.Pointer[proxy.ClientTable]
 	router  *Router
 	cloud   *radsec.Client
-	servers []*udp.Server
-	conns   []net.PacketConn
-	metrics net.Listener
+	cloudRS config.CloudRadSec // what cloud was built from
+	// cloudLoaded are the modification times of the certificate, key and
+	// CA files cloud was built from: a rotated file is a change too.
+	cloudLoaded [3]time.Time
+	servers     []*udp.Server
+	conns       []net.PacketConn
+	metrics     net.Listener
 	// selfSecret authenticates the watchdog's self-check (see watchdog.go).
 	selfSecret []byte
 	reloads    *prometheus.CounterVec
 	reloadOK   prometheus.Gauge
 	local      *localNAC // nil unless survivability built it (local.go)
+	// cloudStop stops the cloud link (cloud.go); cloudStatus snapshots it.
+	cloudStop   func()
+	cloudStatus func() any
 }
 
 // Run starts the edge and blocks until ctx ends, then shuts down in order:
@@ -113,32 +122,27 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	case "cloud", "local":
 		a.router.forced.Store(cfg.Survivability.Mode)
 	}
-	if len(cfg.Cloud.RadSec.Servers) > 0 {
-		tc, err := cloudTLS(cfg.Cloud.RadSec)
-		if err != nil {
-			return nil, err
-		}
-		a.cloud, err = radsec.New(radsec.Config{
-			Servers:        cfg.Cloud.RadSec.Servers,
-			TLS:            tc,
-			Timeout:        cfg.Cloud.RadSec.Timeout,
-			StatusInterval: cfg.Cloud.RadSec.StatusInterval,
-			IdleTimeout:    cfg.Cloud.RadSec.IdleTimeout,
-			Logger:         a.log.With("component", "cloud-radsec"),
-			Registerer:     a.reg,
-			OnStateChange: func(server string, up bool) {
-				a.log.Info("cloud upstream state", "upstream", server, "up", up)
-			},
-		})
-		if err != nil {
-			return nil, fmt.Errorf("cloud.radsec: %w", err)
-		}
+	a.cloudRS = cloudRadSec(cfg)
+	a.cloudLoaded = certTimes(a.cloudRS)
+	if a.cloud, err = a.newCloudPool(a.cloudRS); err != nil {
+		return nil, err
+	}
+	if a.cloud != nil {
 		a.router.setCloud(a.cloud)
 	} else {
-		a.log.Warn("cloud.radsec.servers is empty: requests have nowhere to go")
+		a.log.Warn("no cloud RadSec servers (cloud.radsec.servers, or a registration): requests have nowhere to go")
 	}
 
 	if err := a.startLocal(cfg); err != nil {
+		a.closeAll()
+		return nil, err
+	}
+	var store *cache.Store
+	if a.local != nil {
+		store = a.local.store
+	}
+	a.cloudStop, a.cloudStatus, err = startCloudLink(ctx, cfg, store, a.log, a.reg)
+	if err != nil {
 		a.closeAll()
 		return nil, err
 	}
@@ -194,6 +198,34 @@ func buildClients(cfg *config.Config, selfSecret []byte) (*proxy.ClientTable, er
 		})
 	}
 	return proxy.NewClientTable(cs)
+}
+
+// newCloudPool builds the RadSec pool toward the cloud; nil without
+// servers.
+func (a *App) newCloudPool(rs config.CloudRadSec) (*radsec.Client, error) {
+	if len(rs.Servers) == 0 {
+		return nil, nil
+	}
+	tc, err := cloudTLS(rs)
+	if err != nil {
+		return nil, err
+	}
+	c, err := radsec.New(radsec.Config{
+		Servers:        rs.Servers,
+		TLS:            tc,
+		Timeout:        rs.Timeout,
+		StatusInterval: rs.StatusInterval,
+		IdleTimeout:    rs.IdleTimeout,
+		Logger:         a.log.With("component", "cloud-radsec"),
+		Registerer:     a.reg,
+		OnStateChange: func(server string, up bool) {
+			a.log.Info("cloud upstream state", "upstream", server, "up", up)
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cloud.radsec: %w", err)
+	}
+	return c, nil
 }
 
 func cloudTLS(c config.CloudRadSec) (*tls.Config, error) {
@@ -292,7 +324,9 @@ func (a *App) addrs(kind string) []net.Addr {
 }
 
 func (a *App) health() (bool, map[string]any) {
-	cloudUp := a.cloud != nil && a.cloud.Healthy()
+	// Through the router: Reload may swap a.cloud from another goroutine.
+	box := a.router.cloud.Load()
+	cloudUp := box != nil && box.u.Healthy()
 	return true, map[string]any{"status": "serving", "cloud_reachable": cloudUp}
 }
 
@@ -311,6 +345,26 @@ func (a *App) Reload() error {
 		a.reloads.WithLabelValues("error").Inc()
 		a.reloadOK.Set(0)
 		return err
+	}
+	rs := cloudRadSec(cfg)
+	if !reflect.DeepEqual(rs, a.cloudRS) || certsChanged(rs, a.cloudLoaded) {
+		pool, err := a.newCloudPool(rs)
+		if err != nil {
+			a.reloads.WithLabelValues("error").Inc()
+			a.reloadOK.Set(0)
+			return err
+		}
+		old := a.cloud
+		a.cloud, a.cloudRS, a.cloudLoaded = pool, rs, certTimes(rs)
+		if pool != nil {
+			a.router.setCloud(pool)
+		}
+		if old != nil {
+			// Requests already in the old pool finish there; close it
+			// once the longest of them has timed out.
+			time.AfterFunc(old.Timeout()+time.Second, func() { old.Close() })
+		}
+		a.log.Info("cloud RadSec pool replaced", "servers", rs.Servers)
 	}
 	a.clients.Store(table)
 	a.cfg.Store(cfg)
@@ -334,6 +388,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 }
 
 func (a *App) closeAll() {
+	if a.cloudStop != nil {
+		a.cloudStop() // before the store it writes to closes
+	}
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -348,4 +405,19 @@ func (a *App) closeAll() {
 	if a.metrics != nil {
 		a.metrics.Close()
 	}
+}
+
+// certTimes returns the modification times of rs's certificate, key and CA.
+func certTimes(rs config.CloudRadSec) [3]time.Time {
+	var t [3]time.Time
+	for i, p := range []string{rs.Cert, rs.Key, rs.CA} {
+		if fi, err := os.Stat(p); err == nil {
+			t[i] = fi.ModTime()
+		}
+	}
+	return t
+}
+
+func certsChanged(rs config.CloudRadSec, loaded [3]time.Time) bool {
+	return certTimes(rs) != loaded
 }

@@ -120,11 +120,14 @@ func (a *App) startLocal(cfg *config.Config) error {
 	}
 	n, err := newLocal(cfg, store, a.log, a.reg)
 	if err != nil {
-		store.Close()
 		if s.Mode == "local" {
+			store.Close()
 			return err
 		}
+		// Keep the cache open: the cloud sync fills it, and may deliver
+		// the very certificates whose absence stops the local NAC now.
 		a.log.Error("local NAC unavailable: survivability is off until this is fixed", "err", err)
+		a.local = &localNAC{store: store}
 		return nil
 	}
 	a.local = &localNAC{store: store, nac: n}
@@ -137,7 +140,9 @@ func (l *localNAC) close(ctx context.Context) {
 	if l == nil {
 		return
 	}
-	_ = l.nac.Close(ctx)
+	if l.nac != nil {
+		_ = l.nac.Close(ctx)
+	}
 	_ = l.store.Close()
 }
 

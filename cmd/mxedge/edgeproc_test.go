@@ -81,6 +81,9 @@ type edgeConfig struct {
 	// Survivability is YAML appended inside the survivability section,
 	// each line indented by two spaces.
 	Survivability string
+	// MoreClients are extra radius.clients entries (YAML list items,
+	// indented by four spaces).
+	MoreClients string
 }
 
 func (c edgeConfig) yaml(t testing.TB, auth, acct, metrics int) string {
@@ -114,7 +117,7 @@ radius:
       vendor: cisco
       site: lab
       require_message_authenticator: %v
-cloud:
+%scloud:
   radsec:
     servers: [%s]
     ca: %s
@@ -124,7 +127,7 @@ cloud:
     status_interval: 2s
 survivability:
   mode: %s
-%s%s`, stateDir, metrics, auth, acct, addr, c.Secret, !c.OptOutMA,
+%s%s`, stateDir, metrics, auth, acct, addr, c.Secret, !c.OptOutMA, c.MoreClients,
 		strings.Join(ups, ", "), c.PKI.RadSecCAFile, c.PKI.RadSecClient.Chain, c.PKI.RadSecClient.Key, mode, c.Survivability, c.Extra)
 }
 

@@ -191,6 +191,10 @@ func (c *Client) Exchange(ctx context.Context, req []byte) ([]byte, error) {
 	}
 }
 
+// downPoll is how often a request held while every server is down looks
+// again.
+const downPoll = 50 * time.Millisecond
+
 // acquire finds a connection with a free identifier on the first server
 // that is not down, waiting for one to be opened or freed until deadline.
 func (c *Client) acquire(ctx context.Context, cl *call, deadline time.Time) (*conn, uint8, error) {
@@ -214,7 +218,30 @@ func (c *Client) acquire(ctx context.Context, cl *call, deadline time.Time) (*co
 			}
 		}
 		if s == nil {
-			return nil, 0, ErrNoUpstream
+			// Every server is down. A restart or a brief outage heals in
+			// well under a request's lifetime, and failing now would cost
+			// the device a full retransmission timeout, so hold the
+			// request while the dialers try, until its own deadline.
+			wait := time.Until(deadline)
+			if wait <= 0 {
+				return nil, 0, ErrNoUpstream
+			}
+			for _, u := range c.ups {
+				u.kick()
+			}
+			if timer == nil {
+				timer = time.NewTimer(min(wait, downPoll))
+			} else {
+				timer.Reset(min(wait, downPoll))
+			}
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				return nil, 0, ctx.Err()
+			case <-c.closed:
+				return nil, 0, ErrClosed
+			}
+			continue
 		}
 		if cn, id, ok := s.alloc(cl); ok {
 			return cn, id, nil
@@ -432,6 +459,11 @@ func (s *upstream) markUp() {
 func (s *upstream) stateChanged(err error) {
 	s.reportMu.Lock()
 	defer s.reportMu.Unlock()
+	select {
+	case <-s.c.closed:
+		return // a closed pool (replaced on reload) reports nothing more
+	default:
+	}
 	cur := s.state.Load()
 	if cur == stateUnknown || cur == s.reported {
 		return
@@ -609,3 +641,7 @@ func (c *Client) Close() error {
 	c.wg.Wait()
 	return nil
 }
+
+// Timeout is the per-request timeout in force, so an owner retiring the
+// pool knows how long its last requests may take.
+func (c *Client) Timeout() time.Duration { return c.cfg.Timeout }

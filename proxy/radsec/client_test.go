@@ -237,7 +237,9 @@ func TestAllDown(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	c, _ := newClient(t, []string{addr}, nil)
+	// A request is held while every server is down, in case one comes
+	// back, and fails with ErrNoUpstream only when its deadline passes.
+	c, _ := newClient(t, []string{addr}, func(cfg *Config) { cfg.Timeout = 300 * time.Millisecond })
 	_, err = c.Exchange(context.Background(), accessRequest(t, 1, "x"))
 	if !errors.Is(err, ErrNoUpstream) {
 		t.Fatalf("err = %v, want ErrNoUpstream", err)

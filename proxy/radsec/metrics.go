@@ -1,6 +1,10 @@
 package radsec
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // clientMetrics are the pool's collectors; per-upstream children are
 // resolved once so the request path does no label lookups.
@@ -37,9 +41,29 @@ func newClientMetrics(reg prometheus.Registerer) *clientMetrics {
 		}, []string{"upstream"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.up, m.rtt, m.requests, m.conns, m.reconnects)
+		// A pool that replaces another on reload shares its series.
+		m.up = reuse(reg, m.up)
+		m.rtt = reuse(reg, m.rtt)
+		m.requests = reuse(reg, m.requests)
+		m.conns = reuse(reg, m.conns)
+		m.reconnects = reuse(reg, m.reconnects)
 	}
 	return m
+}
+
+// reuse registers c, or returns the identical collector already
+// registered under its name.
+func reuse[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if old, ok := are.ExistingCollector.(C); ok {
+				return old
+			}
+		}
+		panic(err)
+	}
+	return c
 }
 
 // upstreamMetrics are one upstream's children.

@@ -28,6 +28,9 @@ type LoadSpec struct {
 	Timeout     time.Duration
 	// MACs are cycled through as the MAB identities.
 	MACs []string
+	// Pace, if set, is each worker's pause between requests, to stretch a
+	// stream over an event such as an upstream restart.
+	Pace time.Duration
 }
 
 // LoadResult is what a run measured.
@@ -35,6 +38,8 @@ type LoadResult struct {
 	Sent, Answered, Lost, Rejected int
 	Elapsed                        time.Duration
 	Latencies                      []time.Duration
+	// End is when the last worker finished.
+	End time.Time
 }
 
 // Rate is answered requests per second.
@@ -118,6 +123,12 @@ func RunLoad(ctx context.Context, spec LoadSpec) (LoadResult, error) {
 			buf := make([]byte, packet.MaxLen)
 			id := uint8(w)
 			for ctx.Err() == nil {
+				if spec.Pace > 0 {
+					select {
+					case <-ctx.Done():
+					case <-time.After(spec.Pace):
+					}
+				}
 				n := sent.Add(1)
 				if n > int64(spec.Count) {
 					break
@@ -163,7 +174,8 @@ func RunLoad(ctx context.Context, spec LoadSpec) (LoadResult, error) {
 		}(w, conn)
 	}
 	wg.Wait()
-	res.Elapsed = time.Since(start)
+	res.End = time.Now()
+	res.Elapsed = res.End.Sub(start)
 	res.Sent = res.Answered + res.Lost
 	slices.Sort(res.Latencies)
 	return res, firstErr
