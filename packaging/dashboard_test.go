@@ -170,7 +170,7 @@ func TestDashboard(t *testing.T) {
 	// Every metric family the brief lists has a panel.
 	for _, family := range []string{"mxedge_mode", "mxedge_route_total", "mxedge_requests_total",
 		"mxedge_upstream_rtt_seconds_bucket", "mxedge_upstream_up", "mxedge_drops_total",
-		"mxedge_cache_entries", "mxedge_cache_last_sync_timestamp_seconds", "mxedge_outbox_events"} {
+		"mxedge_cache_entries", "mxedge_cache_last_sync_timestamp_seconds", "mxedge_cache_outbox_events"} {
 		if !used[family] {
 			t.Errorf("no panel shows %s", family)
 		}

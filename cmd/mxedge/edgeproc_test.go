@@ -23,27 +23,35 @@ import (
 )
 
 // edgeBin is the mxedge binary under test, built once by TestMain (or
-// taken from MXEDGE_BIN).
-var edgeBin string
+// taken from MXEDGE_BIN); cloudBin is the lab cloud, likewise.
+var edgeBin, cloudBin string
 
 func TestMain(m *testing.M) {
 	code := func() int {
-		if b := os.Getenv("MXEDGE_BIN"); b != "" {
-			edgeBin = b
-			return m.Run()
-		}
 		dir, err := os.MkdirTemp("", "mxedge-bin")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		edgeBin = filepath.Join(dir, "mxedge")
-		build := exec.Command("go", "build", "-o", edgeBin, ".")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "building mxedge:", err)
-			return 1
+		for _, b := range []struct {
+			bin *string
+			env string
+			pkg string
+		}{{&edgeBin, "MXEDGE_BIN", "."}, {&cloudBin, "MXCLOUD_BIN", "../mxcloud"}} {
+			if *b.bin = os.Getenv(b.env); *b.bin != "" {
+				continue
+			}
+			*b.bin = filepath.Join(dir, filepath.Base(filepath.Clean(b.pkg)))
+			if b.pkg == "." {
+				*b.bin = filepath.Join(dir, "mxedge")
+			}
+			build := exec.Command("go", "build", "-o", *b.bin, b.pkg)
+			build.Stdout, build.Stderr = os.Stderr, os.Stderr
+			if err := build.Run(); err != nil {
+				fmt.Fprintln(os.Stderr, "building", b.pkg, err)
+				return 1
+			}
 		}
 		return m.Run()
 	}()
@@ -84,6 +92,9 @@ type edgeConfig struct {
 	// MoreClients are extra radius.clients entries (YAML list items,
 	// indented by four spaces).
 	MoreClients string
+	// NoCloudSection leaves cloud.radsec out, so the registration supplies
+	// it.
+	NoCloudSection bool
 }
 
 func (c edgeConfig) yaml(t testing.TB, auth, acct, metrics int) string {
@@ -102,6 +113,18 @@ func (c edgeConfig) yaml(t testing.TB, auth, acct, metrics int) string {
 	for _, u := range c.Upstreams {
 		ups = append(ups, strconv.Quote(u))
 	}
+	cloud := ""
+	if !c.NoCloudSection {
+		cloud = fmt.Sprintf(`cloud:
+  radsec:
+    servers: [%s]
+    ca: %s
+    cert: %s
+    key: %s
+    timeout: 3s
+    status_interval: 2s
+`, strings.Join(ups, ", "), c.PKI.RadSecCAFile, c.PKI.RadSecClient.Chain, c.PKI.RadSecClient.Key)
+	}
 	return fmt.Sprintf(`state_dir: %s
 log:
   level: debug
@@ -117,18 +140,10 @@ radius:
       vendor: cisco
       site: lab
       require_message_authenticator: %v
-%scloud:
-  radsec:
-    servers: [%s]
-    ca: %s
-    cert: %s
-    key: %s
-    timeout: 3s
-    status_interval: 2s
-survivability:
+%s%ssurvivability:
   mode: %s
 %s%s`, stateDir, metrics, auth, acct, addr, c.Secret, !c.OptOutMA, c.MoreClients,
-		strings.Join(ups, ", "), c.PKI.RadSecCAFile, c.PKI.RadSecClient.Chain, c.PKI.RadSecClient.Key, mode, c.Survivability, c.Extra)
+		cloud, mode, c.Survivability, c.Extra)
 }
 
 // startEdge writes the config, starts mxedge and waits for its ready line.

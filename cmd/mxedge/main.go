@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/mxedge/mxedge/cloudlink"
 	"github.com/mxedge/mxedge/edge"
 	"github.com/mxedge/mxedge/edge/config"
 )
@@ -25,6 +26,8 @@ const usage = `mxedge — on-premises edge for a cloud NAC
 Usage:
   mxedge run          [--config FILE]   run the daemon (RADIUS/UDP in, RadSec to the cloud out)
   mxedge check-config [--config FILE]   validate a config; prints FILE: KEY: reason per problem, exit 1 if any
+  mxedge register     --registration-code CODE [--cloud URL] [--state-dir DIR] [--cloud-ca FILE]
+                                        enrol this edge with the cloud (writes the registration under state_dir)
   mxedge version                        print the version
 
 --config defaults to ` + defaultConfig + `. MXEDGE_* environment variables
@@ -64,6 +67,45 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "warning:", w)
 		}
 		fmt.Fprintf(stdout, "%s: ok\n", *cfgPath)
+		return 0
+	case "register":
+		code := fs.String("registration-code", "", "one-time registration code from the cloud")
+		cloudURL := fs.String("cloud", "", "cloud API URL (default: cloud.api_url)")
+		stateDir := fs.String("state-dir", "", "state directory (default: state_dir)")
+		caFile := fs.String("cloud-ca", "", "extra CA file to trust for the API (lab clouds)")
+		if err := fs.Parse(args); err != nil {
+			return 2
+		}
+		cfg, err := config.Load(*cfgPath)
+		if errors.Is(err, os.ErrNotExist) {
+			cfg, err = config.Default(), nil
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, describe(*cfgPath, err))
+			return 1
+		}
+		if *code == "" {
+			fmt.Fprintln(stderr, "mxedge register: --registration-code is required")
+			return 2
+		}
+		if *cloudURL == "" {
+			*cloudURL = cfg.Cloud.APIURL
+		}
+		if *cloudURL == "" {
+			fmt.Fprintln(stderr, "mxedge register: no --cloud and no cloud.api_url in the config")
+			return 2
+		}
+		if *stateDir == "" {
+			*stateDir = cfg.StateDir
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		if err := cloudlink.RegisterCmd(ctx, stdout, *code, *cloudURL, *stateDir, cloudlink.RegisterOptions{
+			CAFile: *caFile, ProxyURL: cfg.Cloud.ProxyURL, Version: version,
+		}); err != nil {
+			fmt.Fprintln(stderr, "mxedge register:", err)
+			return 1
+		}
 		return 0
 	case "run":
 		if err := fs.Parse(args); err != nil {
