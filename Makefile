@@ -50,6 +50,7 @@ test-short: ## unit tests only, no real peers
 .PHONY: bench
 bench: deps build ## benchmarks: Go benchmarks plus mxedge vs radsecproxy through FreeRADIUS
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./proxy/... ./edge/... ./cache/...
+	$(GO) test -run '^$$' -bench 'Local' -benchtime 2000x ./cmd/mxedge/
 	$(BIN_DIR)/mxload compare
 
 .PHONY: lint

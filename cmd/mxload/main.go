@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -109,7 +110,7 @@ func compareCmd(ctx context.Context, args []string, w io.Writer) error {
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
 	bin := fs.String("mxedge", "", "mxedge binary (default: next to mxload)")
 	count := fs.Int("count", 20000, "requests per run")
-	rounds := fs.Int("rounds", 2, "runs per proxy and concurrency, alternating")
+	rounds := fs.Int("rounds", 3, "runs per proxy and concurrency, alternating")
 	concs := fs.String("concurrency", "32,128", "concurrency levels")
 	keep := fs.Bool("keep", false, "keep configs and logs (printed at the end)")
 	if err := fs.Parse(args); err != nil {
@@ -181,6 +182,12 @@ func compareCmd(ctx context.Context, args []string, w io.Writer) error {
 		}
 	}
 	tw := header(w)
+	type key struct {
+		name string
+		c    int
+	}
+	runs := map[key][]sample{}
+	var keys []key
 	for _, cs := range strings.Split(*concs, ",") {
 		c, err := strconv.Atoi(strings.TrimSpace(cs))
 		if err != nil {
@@ -203,8 +210,52 @@ func compareCmd(ctx context.Context, args []string, w io.Writer) error {
 				}
 				after, _ := load.CPUTime(t.pid)
 				row(tw, t.name, c, res, after-before)
+				k := key{t.name, c}
+				if _, ok := runs[k]; !ok {
+					keys = append(keys, k)
+				}
+				runs[k] = append(runs[k], sample{res, after - before})
 			}
 		}
 	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\nmedian of the runs above (the 2 cores are shared by the load tool, the proxy and FreeRADIUS):")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "proxy\tc\truns\treq/s\tp99\tmax\tlost\tCPU µs/req\t")
+	for _, k := range keys {
+		s := runs[k]
+		rates, p99s, maxs, cpus := make([]float64, len(s)), make([]float64, len(s)), make([]float64, len(s)), make([]float64, len(s))
+		lost := 0
+		for i, r := range s {
+			rates[i] = r.res.Rate()
+			p99s[i] = float64(r.res.Quantile(0.99))
+			maxs[i] = float64(r.res.Max())
+			if r.res.Answered > 0 {
+				cpus[i] = float64(r.cpu.Microseconds()) / float64(r.res.Answered)
+			}
+			lost += r.res.Lost
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%v\t%v\t%d\t%.1f\t\n", k.name, k.c, len(s), median(rates),
+			time.Duration(median(p99s)).Round(time.Microsecond), time.Duration(median(maxs)).Round(time.Microsecond), lost, median(cpus))
+	}
 	return tw.Flush()
+}
+
+type sample struct {
+	res load.LoadResult
+	cpu time.Duration
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
