@@ -66,6 +66,7 @@ type App struct {
 	// cloudStop stops the cloud link (cloud.go); cloudStatus snapshots it.
 	cloudStop   func()
 	cloudStatus func() any
+	side        sidecars // control socket and cache learning (control.go, learn.go)
 }
 
 // Run starts the edge and blocks until ctx ends, then shuts down in order:
@@ -141,12 +142,17 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	if a.local != nil {
 		store = a.local.store
 	}
+	a.router.learn = a.startLearning(cfg, store)
 	a.cloudStop, a.cloudStatus, err = startCloudLink(ctx, cfg, store, a.log, a.reg)
 	if err != nil {
 		a.closeAll()
 		return nil, err
 	}
 	if err := a.listen(ctx, cfg); err != nil {
+		a.closeAll()
+		return nil, err
+	}
+	if err := a.startControl(ctx); err != nil {
 		a.closeAll()
 		return nil, err
 	}
@@ -388,6 +394,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 }
 
 func (a *App) closeAll() {
+	a.stopSidecars()
 	if a.cloudStop != nil {
 		a.cloudStop() // before the store it writes to closes
 	}

@@ -39,6 +39,10 @@ type Router struct {
 	local   proxy.Handler // nil until the local NAC exists
 	forced  atomic.Value  // "", "cloud" or "local" (survivability.mode)
 	metrics *routerMetrics
+	// learn, if set, sees every request the cloud answered with the reply
+	// sent to the device (learning clients into the cache happens there).
+	// It runs on the request's goroutine and must be quick.
+	learn func(req *proxy.Request, reply []byte)
 }
 
 type upstreamBox struct{ u upstream }
@@ -107,6 +111,8 @@ func (r *Router) ServeRADIUS(ctx context.Context, req *proxy.Request) ([]byte, p
 		if err != nil {
 			r.log.Debug("cloud forward failed", "client", req.Client.Name, "code", req.Packet.Code.String(),
 				"id", req.Packet.ID, "outcome", outcome, "err", err)
+		} else if r.learn != nil {
+			r.learn(req, reply)
 		}
 		return reply, outcome
 	case PathLocal:

@@ -71,9 +71,23 @@ func demoCmd(ctx context.Context, args []string, w io.Writer) error {
 	line("  lab cloud NAC    RadSec (TLS, mutual auth) on %-21s FreeRADIUS pid %d", nac.RadSecAddr, nac.PID())
 
 	const secret = "demo-switch-secret-2c9e4b71"
+	// Survivability on: the edge learns clients from the cloud's accepts
+	// and answers from that cache, or the default VLANs, while the cloud
+	// is unreachable.
+	const defMAB, defDot1X = "99", "98"
+	survival := fmt.Sprintf(`survivability:
+  mode: auto
+  org_ca: %s
+  crl: [%s]
+  eap_cert: %s
+  eap_key: %s
+  default_mab_vlan: "%s"
+  default_dot1x_vlan: "%s"
+`, pki.OrgCAFile, pki.OrgCRL, pki.EAPServerECDSA.Chain, pki.EAPServerECDSA.Key, defMAB, defDot1X)
 	edge, err := peers.StartMxedge(sctx, sub("edge"), peers.MxedgeOptions{
 		Bin: *bin, PKI: pki, Upstreams: []string{nac.RadSecAddr},
 		Clients: []peers.MxedgeClient{{Name: "demo-switch", Address: "127.0.0.1/32", Secret: secret}},
+		Extra:   survival,
 	})
 	if err != nil {
 		return fmt.Errorf("mxedge: %w", err)
@@ -93,7 +107,7 @@ func demoCmd(ctx context.Context, args []string, w io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", label, err)
 		}
-		line("  %-44s → %-20s %s (%v)", label, res.Code, show(res), time.Since(t0).Round(time.Millisecond))
+		line("  %-46s → %-20s %s (%v)", label, res.Code, show(res), time.Since(t0).Round(time.Millisecond))
 		return nil
 	}
 	vlanOf := func(r peers.Result) string {
@@ -120,36 +134,91 @@ func demoCmd(ctx context.Context, args []string, w io.Writer) error {
 			return err
 		}
 	}
-	if _, err := peers.LookBin("eapol_test"); err == nil {
-		for _, tls13 := range []bool{false, true} {
-			t0 := time.Now()
-			res, err := peers.EAPOLTest(ctx, edge.AuthAddr, secret, peers.EAPTLS{
-				Identity: "user@example.org", CACert: pki.RootFile, ClientCert: pki.User.Chain,
-				PrivateKey: pki.User.Key, TLS13: tls13,
-			})
-			if err != nil {
-				return fmt.Errorf("eapol_test: %w", err)
-			}
-			verdict := "Access-Reject"
-			if res.Success {
-				verdict = "Access-Accept"
-			}
+	eap := func(label string, cert *labpki.Cert, mac string, tls13 bool) error {
+		t0 := time.Now()
+		res, err := peers.EAPOLTest(ctx, edge.AuthAddr, secret, peers.EAPTLS{
+			Identity: cert.X509.Subject.CommonName, CACert: pki.RootFile, ClientCert: cert.Chain,
+			PrivateKey: cert.Key, TLS13: tls13, CallingStationID: mac,
+		})
+		if err != nil {
+			return fmt.Errorf("eapol_test: %w", err)
+		}
+		verdict := "Access-Reject"
+		if res.Success {
+			verdict = "Access-Accept"
+		}
+		detail := res.TLSVersion
+		if res.Success {
 			keys := "MPPE keys differ"
 			if res.MPPEOK == 1 && res.MPPEMismatch == 0 {
 				keys = "MPPE keys match"
 			}
-			line("  %-44s → %-20s VLAN %s, %s, %d round trips (%v)", "laptop: EAP-TLS user@example.org "+res.TLSVersion,
-				verdict, res.VLAN(), keys, res.Challenges+1, time.Since(t0).Round(time.Millisecond))
+			detail = fmt.Sprintf("VLAN %s, %s, %s", res.VLAN(), keys, res.TLSVersion)
+		}
+		line("  %-46s → %-20s %s (%v)", label, verdict, detail, time.Since(t0).Round(time.Millisecond))
+		return nil
+	}
+	const laptopMAC = "02:00:00:00:00:01"
+	if err := eap("laptop: EAP-TLS user@example.org", pki.User, laptopMAC, false); err != nil {
+		return err
+	}
+	if err := eap("laptop: EAP-TLS user@example.org", pki.User, laptopMAC, true); err != nil {
+		return err
+	}
+
+	// The WAN goes down: the cloud's NAC stops answering.
+	line("")
+	line("  WAN down: the lab cloud NAC is stopped; mxedge switches to its local NAC")
+	nac.Stop()
+	deadline := time.Now().Add(15 * time.Second)
+	for !modeIs(edge.MetricsAddr, "local") {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("mxedge did not switch to its local NAC within 15s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	line("")
+	for _, s := range []struct {
+		label, mac string
+	}{
+		{"printer: MAB aa:bb:cc:dd:ee:ff (cached)", mac},
+		{"camera: MAB 00:11:22:33:44:55 (never seen)", "001122334455"},
+	} {
+		if err := radius(s.label, "auth", []string{`User-Name = "` + s.mac + `"`, `User-Password = "` + s.mac + `"`,
+			`Service-Type = Call-Check`, `Calling-Station-Id = "` + s.mac + `"`, ma}, vlanOf); err != nil {
+			return err
 		}
 	}
+	if err := eap("laptop: EAP-TLS user@example.org (cached)", pki.User, laptopMAC, true); err != nil {
+		return err
+	}
+	if err := eap("laptop: EAP-TLS machine cert (never seen)", pki.Machine, "02:00:00:00:00:02", true); err != nil {
+		return err
+	}
+	if err := eap("laptop: EAP-TLS revoked certificate", pki.Revoked, "02:00:00:00:00:03", true); err != nil {
+		return err
+	}
+	line("  cached clients keep the VLANs the cloud gave them (learned from its accepts);")
+	line("  devices never seen get the default VLANs (%s for MAB, %s for 802.1X)", defMAB, defDot1X)
 	answered, drops := scrape(edge.MetricsAddr)
 	line("")
-	line("  mxedge metrics   %s requests answered, %s dropped      http://%s/metrics", answered, drops, edge.MetricsAddr)
+	line("  mxedge metrics   %s requests answered (cloud and local), %s dropped", answered, drops)
 	if *keep {
 		line("  kept             %s (edge config and logs under edge/)", dir)
 	}
 	line("done: everything stopped")
 	return nil
+}
+
+// modeIs reports whether mxedge_mode{mode=m} is 1.
+func modeIs(addr, m string) bool {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return regexp.MustCompile(`(?m)^mxedge_mode\{mode="` + m + `"\} 1$`).Match(b)
 }
 
 // scrape sums two counters from the edge's /metrics for the summary line.
@@ -168,6 +237,6 @@ func scrape(addr string) (answered, drops string) {
 		}
 		return strconv.FormatFloat(t, 'f', 0, 64)
 	}
-	return sum(regexp.MustCompile(`(?m)^mxedge_requests_total\{[^}]*outcome="answered"[^}]*\} (\S+)$`)),
+	return sum(regexp.MustCompile(`(?m)^mxedge_requests_total\{[^}]*outcome="(?:answered|local)"[^}]*\} (\S+)$`)),
 		sum(regexp.MustCompile(`(?m)^mxedge_drops_total\{[^}]*\} (\S+)$`))
 }

@@ -29,6 +29,10 @@ Usage:
   mxedge check-config [--config FILE]   validate a config; prints FILE: KEY: reason per problem, exit 1 if any
   mxedge register     --registration-code CODE [--cloud URL] [--state-dir DIR] [--cloud-ca FILE]
                                         enrol this edge with the cloud (writes the registration under state_dir)
+  mxedge status       [--config FILE] [--json]
+                                        mode, upstreams, last sync, cache and outbox of the running daemon
+  mxedge cache ls|show MAC|purge [MAC] [--config FILE] [--json]
+                                        list, show or purge cached clients (through the daemon when it runs)
   mxedge version                        print the version
 
 --config defaults to ` + defaultConfig + `. MXEDGE_* environment variables
@@ -69,6 +73,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "help", "--help", "-h":
 		fmt.Fprint(stdout, usage)
 		return 0
+	case "status":
+		return statusCmd(args, stdout, stderr)
+	case "cache":
+		return cacheCmd(args, stdout, stderr)
 	case "check-config":
 		if err := fs.Parse(args); err != nil {
 			return 2

@@ -3,7 +3,6 @@ package main
 import (
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -43,24 +42,7 @@ func TestReloadRotatesSecret(t *testing.T) {
 		t.Fatal("the configured secret is not answered before the reload")
 	}
 
-	const conc = 8
-	var wg sync.WaitGroup
-	var res load.LoadResult
-	var lerr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		res, lerr = load.RunLoad(ctxFor(t, 60*time.Second), load.LoadSpec{
-			Target: e.Auth, Secret: []byte(labSecret), Concurrency: conc, Count: 1500,
-			Duration: 40 * time.Second, Timeout: 5 * time.Second, MACs: loadMACs(64),
-			Pace: 10 * time.Millisecond,
-		})
-	}()
-	if !waitFor(20*time.Second, func() bool {
-		return e.metric(t, "mxedge_upstream_requests_total", `result="ok"`) > 200
-	}) {
-		t.Fatal("the stream did not start")
-	}
+	wait := pacedStream(t, e, 8, 1500)
 	body, err := os.ReadFile(e.cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -84,10 +66,7 @@ func TestReloadRotatesSecret(t *testing.T) {
 	if !answered(newSecret) {
 		t.Fatal("the new secret does not work after the reload")
 	}
-	wg.Wait()
-	if lerr != nil {
-		t.Fatal(lerr)
-	}
+	res := wait()
 	if !res.End.After(reloaded) {
 		t.Fatal("the stream ended before the reload: nothing was tested")
 	}

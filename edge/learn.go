@@ -1,0 +1,291 @@
+package edge
+
+import (
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mxedge/mxedge/cache"
+	"github.com/mxedge/mxedge/edge/config"
+	"github.com/mxedge/mxedge/proxy"
+	"github.com/mxedge/mxedge/proxy/packet"
+)
+
+// Learning from the proxy path (cloud.learn_from_accepts): when the cloud
+// accepts a MAB or EAP-TLS client through this edge, the client is cached
+// at once, so a WAN cut minutes after its first login still finds it
+// instead of waiting up to a sync interval for the cloud to list it.
+//
+// For EAP-TLS the edge only sees the outer User-Name: the certificate
+// travels inside the TLS tunnel between the client and the cloud. The
+// learned entry is keyed by that outer identity, while the local NAC looks
+// entries up by the certificate's identity (CN, then SAN UPN, email, DNS).
+// Learning an EAP-TLS client therefore helps only where the supplicant's
+// outer identity equals that certificate identity, which is the usual
+// setup (the CN or UPN as identity) but not a given; the cloud sync, which
+// knows the certificate, covers the rest.
+
+// learnQueue bounds what waits to be written; past it learned clients are
+// dropped (and counted): the sync brings them anyway.
+const learnQueue = 256
+
+// eapTypeTLS is the EAP method type of EAP-TLS (RFC 5216).
+const eapTypeTLS = 13
+
+// RFC 2865 numbers learn.go reads.
+const (
+	attrFilterIDNum       = 11
+	attrSessionTimeoutNum = 27
+	attrClassNum          = 25
+	serviceTypeCallCheck  = 10
+	eapCodeResponse       = 2
+	maxTunnelTag          = 0x1F
+)
+
+// learner writes learned entries from one goroutine, off the request path.
+type learner struct {
+	store   *cache.Store
+	sites   map[string]bool // cloud.caching_site_ids; empty learns every site
+	log     *slog.Logger
+	now     func() time.Time
+	q       chan cache.Entry
+	done    chan struct{}
+	mu      sync.RWMutex // closed and close(q) against offers
+	closed  bool
+	learned *prometheus.CounterVec
+	dropped prometheus.Counter
+	failed  prometheus.Counter
+}
+
+func newLearner(store *cache.Store, log *slog.Logger, reg prometheus.Registerer, now func() time.Time) *learner {
+	l := &learner{
+		store: store, log: log, now: now,
+		q:    make(chan cache.Entry, learnQueue),
+		done: make(chan struct{}),
+		learned: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mxedge_cache_learned_total",
+			Help: "Clients cached from cloud Access-Accepts on the proxy path, by auth type.",
+		}, []string{"auth_type"}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mxedge_cache_learn_dropped_total",
+			Help: "Learned clients not cached because the write queue was full.",
+		}),
+		failed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mxedge_cache_learn_errors_total",
+			Help: "Learned clients the cache refused to store.",
+		}),
+	}
+	for _, at := range []string{cache.AuthMAB, cache.AuthEAPTLS} {
+		l.learned.WithLabelValues(at)
+	}
+	reg.MustRegister(l.learned, l.dropped, l.failed)
+	go l.run()
+	return l
+}
+
+func (l *learner) run() {
+	defer close(l.done)
+	for e := range l.q {
+		if err := l.store.Upsert(e); err != nil {
+			l.failed.Inc()
+			l.log.Warn("learned client not cached", "key", e.Key().String(), "err", err)
+			continue
+		}
+		l.learned.WithLabelValues(e.AuthType).Inc()
+		l.log.Debug("client learned from cloud accept", "key", e.Key().String(), "auth_type", e.AuthType, "vlan", e.Authorization.VLAN)
+	}
+}
+
+// offer queues e without blocking.
+func (l *learner) offer(e cache.Entry) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return // shutting down: a request that outlived Shutdown's deadline
+	}
+	select {
+	case l.q <- e:
+	default:
+		l.dropped.Inc()
+	}
+}
+
+// stop writes what is queued and returns; later offers are ignored.
+func (l *learner) stop() {
+	l.mu.Lock()
+	if !l.closed {
+		l.closed = true
+		close(l.q)
+	}
+	l.mu.Unlock()
+	<-l.done
+}
+
+// startLearning returns the router's learn hook, or nil when learning is
+// off or there is no cache to learn into. With cloud.caching_site_ids set,
+// only clients of those sites are learned, the site being the NAS's
+// radius.clients[].site (the cloud's site id in a cloud-managed config).
+func (a *App) startLearning(cfg *config.Config, store *cache.Store) func(*proxy.Request, []byte) {
+	if !cfg.Cloud.LearnFromAccepts || store == nil {
+		return nil
+	}
+	l := newLearner(store, a.log.With("component", "learn"), a.reg, time.Now)
+	if len(cfg.Cloud.CachingSiteIDs) > 0 {
+		l.sites = map[string]bool{}
+		for _, s := range cfg.Cloud.CachingSiteIDs {
+			l.sites[s] = true
+		}
+	}
+	a.side.learner = l
+	return a.learnFromAccept
+}
+
+// learnFromAccept is the router's learn hook: it runs on the request's
+// goroutine after every answered cloud forward and only queues.
+func (a *App) learnFromAccept(req *proxy.Request, reply []byte) {
+	l := a.side.learner
+	if l == nil {
+		return
+	}
+	if e, ok := learnedEntry(req, reply, l.now()); ok && (l.sites == nil || l.sites[e.Site]) {
+		l.offer(e)
+	}
+}
+
+// learnedEntry builds the cache entry a cloud reply grants, if the reply
+// is an Access-Accept for a MAB or EAP-TLS request.
+func learnedEntry(req *proxy.Request, reply []byte, now time.Time) (cache.Entry, bool) {
+	if req == nil || req.Packet == nil || req.Packet.Code != packet.CodeAccessRequest || len(reply) == 0 ||
+		packet.Code(reply[0]) != packet.CodeAccessAccept {
+		return cache.Entry{}, false
+	}
+	p, err := packet.Parse(reply)
+	if err != nil {
+		return cache.Entry{}, false
+	}
+	e := cache.Entry{LastAuthAt: now}
+	if req.Client != nil {
+		e.Site = req.Client.Site
+	}
+	user, _ := req.Packet.Lookup(packet.AttrUserName)
+	csid, _ := req.Packet.Lookup(packet.AttrCallingStationID)
+	switch {
+	case req.Packet.Count(packet.AttrEAPMessage) > 0:
+		mac, ok := cache.NormalizeMAC(string(csid))
+		if !ok || len(user) == 0 || eapMethod(req.Packet) != eapTypeTLS {
+			return cache.Entry{}, false
+		}
+		e.MAC, e.AuthType = mac, cache.AuthEAPTLS
+		e.Identity.UserName = string(user)
+	default:
+		mac, ok := mabMAC(req.Packet)
+		if !ok {
+			return cache.Entry{}, false
+		}
+		e.MAC, e.AuthType = mac, cache.AuthMAB
+		e.Identity.UserName = string(user)
+	}
+	e.Authorization = authorizationOf(p)
+	return e, true
+}
+
+// mabMAC recognises MAB the way the local NAC does (edge/nac, mabMAC):
+// User-Name is the Calling-Station-Id's MAC, or Service-Type is Call-Check
+// with a MAC in Calling-Station-Id or User-Name. CHAP is left out, as
+// there: the local NAC would not answer it.
+func mabMAC(p *packet.Packet) (string, bool) {
+	if _, chap := p.Lookup(packet.AttrCHAPPassword); chap {
+		return "", false
+	}
+	user, _ := p.Lookup(packet.AttrUserName)
+	csid, _ := p.Lookup(packet.AttrCallingStationID)
+	userMAC, userOK := cache.NormalizeMAC(string(user))
+	csMAC, csOK := cache.NormalizeMAC(string(csid))
+	callCheck := false
+	if v, ok := p.Lookup(packet.AttrServiceType); ok && len(v) == 4 && binary.BigEndian.Uint32(v) == serviceTypeCallCheck {
+		callCheck = true
+	}
+	switch {
+	case userOK && csOK && userMAC == csMAC:
+		return userMAC, true
+	case callCheck && csOK && (len(user) == 0 || userOK && userMAC == csMAC):
+		return csMAC, true
+	case callCheck && userOK && len(csid) == 0:
+		return userMAC, true
+	}
+	return "", false
+}
+
+// eapMethod returns the method type of the EAP-Response the request
+// carries (0 if none): the request the cloud accepts answers the last
+// challenge, so for EAP-TLS it is a TLS response.
+func eapMethod(p *packet.Packet) uint8 {
+	msg, _ := p.Lookup(packet.AttrEAPMessage) // the EAP header is in the first fragment
+	if len(msg) < 5 || msg[0] != eapCodeResponse {
+		return 0
+	}
+	return msg[4]
+}
+
+// authorizationOf turns an Access-Accept into what the cache replays:
+// VLAN, Session-Timeout and Filter-Id (as role) into their fields, the
+// rest raw. Attributes that are per-request, per-secret or encrypted with
+// the NAS's secret and this request's authenticator are not kept.
+func authorizationOf(p *packet.Packet) cache.Authorization {
+	var az cache.Authorization
+	for _, at := range p.Attrs {
+		switch at.Type {
+		case packet.AttrTunnelPrivateGroupID:
+			v := at.Value
+			if len(v) > 0 && v[0] <= maxTunnelTag {
+				v = v[1:] // RFC 2868 tag octet
+			}
+			if az.VLAN == "" {
+				az.VLAN = string(v)
+			}
+		case attrSessionTimeoutNum:
+			if len(at.Value) == 4 {
+				az.SessionTimeout = time.Duration(binary.BigEndian.Uint32(at.Value)) * time.Second
+			}
+		case attrFilterIDNum:
+			if az.Role == "" {
+				az.Role = string(at.Value)
+				continue
+			}
+			az.Attributes = append(az.Attributes, rawAttr(at.Type, 0, 0, at.Value))
+		case packet.AttrVendorSpecific:
+			vsas, ok := packet.ParseVSA(at.Value, nil)
+			if !ok {
+				continue // not the common layout: nothing the cache can replay
+			}
+			for _, v := range vsas {
+				if v.Vendor == packet.VendorMicrosoft && (v.Type == packet.MSMPPESendKey || v.Type == packet.MSMPPERecvKey) {
+					continue
+				}
+				az.Attributes = append(az.Attributes, rawAttr(packet.AttrVendorSpecific, v.Vendor, v.Type, v.Value))
+			}
+		case packet.AttrMessageAuthenticator, packet.AttrEAPMessage, packet.AttrState, packet.AttrProxyState,
+			packet.AttrTunnelPassword, packet.AttrUserPassword, packet.AttrCHAPPassword, attrClassNum,
+			packet.AttrTunnelType, packet.AttrTunnelMediumType:
+			// The VLAN trio is rebuilt from VLAN; Class belongs to one
+			// session's accounting; the others are per request or secret.
+		default:
+			az.Attributes = append(az.Attributes, rawAttr(at.Type, 0, 0, at.Value))
+		}
+	}
+	return az
+}
+
+func rawAttr(typ uint8, vendor uint32, vtype uint8, v []byte) cache.Attribute {
+	a := cache.Attribute{Type: typ, VendorID: vendor, VendorType: vtype, Raw: append([]byte(nil), v...)}
+	if vendor != 0 {
+		a.Name = fmt.Sprintf("Vendor-%d-Attr-%d", vendor, vtype)
+	} else {
+		a.Name = fmt.Sprintf("Attr-%d", typ)
+	}
+	return a
+}
