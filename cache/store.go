@@ -13,6 +13,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Bucket and meta key names. They are the on-disk schema: renaming one
@@ -82,7 +83,7 @@ func Open(path string, opts Options) (*Store, error) {
 		// every dirty node out of the old map first.
 		InitialMmapSize: initialMmapSize,
 	})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("cache: %s is locked by another process (waited %s): %w", path, opts.LockTimeout, err)
 	}
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 func TestLookupTTLBoundary(t *testing.T) {
@@ -403,7 +403,7 @@ func TestOpenLocked(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cache.db")
 	mustOpen(t, path, Options{})
 	_, err := Open(path, Options{LockTimeout: 20 * time.Millisecond})
-	if err == nil || !errors.Is(err, bolt.ErrTimeout) || !strings.Contains(err.Error(), "locked by another process") {
+	if err == nil || !errors.Is(err, berrors.ErrTimeout) || !strings.Contains(err.Error(), "locked by another process") {
 		t.Fatalf("second Open err = %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // SyncPage is one page of the cloud's cache sync. Each page commits in one
@@ -139,7 +140,7 @@ func (w *wtx) finishFull() error {
 	for _, k := range stale {
 		w.del(k)
 	}
-	if err := w.tx.DeleteBucket(bucketFullSeen); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+	if err := w.tx.DeleteBucket(bucketFullSeen); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 		return err
 	}
 	w.seen = nil

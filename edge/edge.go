@@ -159,7 +159,7 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	notify.Ready()
 	a.log.Info("mxedge ready", "version", opts.Version, "auth", cfg.RADIUS.AuthListen,
 		"acct", cfg.RADIUS.AcctListen, "clients", len(cfg.RADIUS.Clients),
-		"cloud", cfg.Cloud.RadSec.Servers, "metrics", cfg.Metrics.Listen)
+		"cloud", a.cloudRS.Servers, "metrics", cfg.Metrics.Listen)
 	if opts.Ready != nil {
 		opts.Ready(a)
 	}
@@ -364,6 +364,8 @@ func (a *App) Reload() error {
 		a.cloud, a.cloudRS, a.cloudLoaded = pool, rs, certTimes(rs)
 		if pool != nil {
 			a.router.setCloud(pool)
+		} else {
+			a.router.setCloud(nil)
 		}
 		if old != nil {
 			// Requests already in the old pool finish there; close it

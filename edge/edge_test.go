@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/mxedge/mxedge/edge/config"
+	"github.com/mxedge/mxedge/proxy/radsec"
 )
 
 func testConfig(t *testing.T) *config.Config {
@@ -85,5 +89,16 @@ func TestSelfCheckClientYieldsToOperator(t *testing.T) {
 	}
 	if c := table.Lookup(selfCheckAddr); c == nil || c.Name != "sw" {
 		t.Fatalf("lookup = %+v", c)
+	}
+}
+
+// A reload that removes every cloud server leaves the router with no
+// cloud, not a closed pool.
+func TestRouterWithoutCloud(t *testing.T) {
+	r := newRouter(slog.New(slog.DiscardHandler), prometheus.NewRegistry(), nil)
+	var none *radsec.Client
+	r.setCloud(none)
+	if p, why := r.decide(nil); p != PathNone || why != "no_cloud_configured" {
+		t.Fatalf("decide = %s %s", p, why)
 	}
 }

@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"log/slog"
+	"reflect"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -78,7 +79,15 @@ func newRouter(log *slog.Logger, reg prometheus.Registerer, fwd *proxy.Forwarder
 	return r
 }
 
-func (r *Router) setCloud(u upstream) { r.cloud.Store(&upstreamBox{u}) }
+// setCloud points the router at a new cloud pool; nil (for example, a
+// reload that removed every server) means there is none.
+func (r *Router) setCloud(u upstream) {
+	if u == nil || reflect.ValueOf(u).IsNil() {
+		r.cloud.Store(nil)
+		return
+	}
+	r.cloud.Store(&upstreamBox{u})
+}
 
 // decide picks the path for req and says why.
 func (r *Router) decide(req *proxy.Request) (Path, string) {

@@ -68,7 +68,6 @@ type edgeProc struct {
 	mu       sync.Mutex
 	log      strings.Builder
 	exited   chan struct{}
-	readyErr error
 }
 
 // edgeConfig is what a test varies in the generated config.

@@ -13,7 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/mxedge/mxedge/cache"
 	"github.com/mxedge/mxedge/cloudlink"
@@ -148,7 +148,7 @@ func openOffline(cfg *config.Config) (*cache.Store, error) {
 		MaxEntries:  cfg.Survivability.MaxEntries,
 		LockTimeout: offlineLockTimeout,
 	})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("%s is locked by another process, but no mxedge answers on %s: "+
 			"is a daemon with another state_dir or an older version running, or is it stuck?",
 			path, edge.ControlPath(cfg.StateDir))

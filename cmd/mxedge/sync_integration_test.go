@@ -250,7 +250,7 @@ func TestCloudSyncLearnResyncEvents(t *testing.T) {
 	}) {
 		t.Fatalf("outbox %+v, want %d events queued while the cloud is down", st.Cache, events)
 	}
-	cloud = startCloudProc(t, sameAddrs...)
+	startCloudProc(t, sameAddrs...)
 	var after map[string]int
 	if !waitFor(60*time.Second, func() bool {
 		after = cloudStats(t, labDir)

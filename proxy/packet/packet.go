@@ -109,7 +109,7 @@ const (
 // callers can count drops by reason.
 var (
 	ErrShort          = errors.New("packet shorter than its header or Length")
-	ErrLength         = errors.New("Length field out of range 20..4096")
+	ErrLength         = errors.New("packet length field out of range 20..4096")
 	ErrAttribute      = errors.New("attribute length does not fit the packet")
 	ErrAuthenticator  = errors.New("authenticator does not verify")
 	ErrMessageAuth    = errors.New("Message-Authenticator does not verify")

@@ -67,7 +67,6 @@ type conversation struct {
 	res               *eaptls.Result
 	serverFragments   int // Requests with the M flag
 	peerFragments     int // Responses with the M flag
-	serverLenUnfragOK bool
 }
 
 func run(t *testing.T, s *eaptls.Session, p *eaptlstest.Supplicant) conversation {

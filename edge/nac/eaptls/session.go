@@ -261,7 +261,7 @@ func (s *Session) tlsResponse(d []byte) Reply {
 	announced := -1
 	if flags&flagL != 0 {
 		if len(d) < 4 {
-			return s.fail(ReasonProtocolError, errors.New("L flag without TLS Message Length"))
+			return s.fail(ReasonProtocolError, errors.New("EAP-TLS L flag without a TLS Message Length"))
 		}
 		announced = int(binary.BigEndian.Uint32(d))
 		d = d[4:]

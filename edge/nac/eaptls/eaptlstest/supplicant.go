@@ -45,7 +45,6 @@ type Supplicant struct {
 
 	pending []byte
 	in      []byte
-	inFrag  bool
 
 	done    bool
 	success bool
