@@ -46,6 +46,7 @@ func demoCmd(ctx context.Context, args []string, w io.Writer) error {
 	line := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
 
 	line("mxedge demo: a lab cloud and an edge on loopback, traffic through it; all stopped on exit")
+	line("  (making a throwaway PKI; the first run on a machine spends ~20 s on RSA keys, cached after)")
 	pki, err := labpki.Generate(sub("pki"), labpki.Options{})
 	if err != nil {
 		return err
