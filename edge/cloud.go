@@ -20,6 +20,13 @@ import (
 // link then only pulls config and heartbeats. Nothing here blocks: the
 // first sync runs in the background.
 func startCloudLink(ctx context.Context, cfg *config.Config, store *cache.Store, log *slog.Logger, reg prometheus.Registerer) (stop func(), status func() any, err error) {
+	return startCloudLinkWith(ctx, cfg, store, log, reg, nil)
+}
+
+// startCloudLinkWith is startCloudLink that hands each config the syncer
+// pulls (and the persisted one, at once) to onConfig, if set.
+func startCloudLinkWith(ctx context.Context, cfg *config.Config, store *cache.Store, log *slog.Logger, reg prometheus.Registerer,
+	onConfig func(*cloudlink.EdgeConfig)) (stop func(), status func() any, err error) {
 	log = log.With("component", "cloudlink")
 	r, err := cloudlink.LoadRegistration(cfg.StateDir)
 	if errors.Is(err, cloudlink.ErrNotRegistered) {
@@ -48,6 +55,7 @@ func startCloudLink(ctx context.Context, cfg *config.Config, store *cache.Store,
 		StateDir:       cfg.StateDir,
 		SyncInterval:   cfg.Cloud.SyncInterval,
 		CachingSiteIDs: cfg.Cloud.CachingSiteIDs,
+		OnConfig:       onConfig,
 		Logger:         log,
 		Registerer:     reg,
 	})

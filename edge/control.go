@@ -102,13 +102,16 @@ type CacheStatus struct {
 }
 
 // ConfigSources says where the running configuration came from. The local
-// file wins over the cloud's config document section by section; the
-// sections themselves are not tracked yet, so this names the inputs.
+// file wins over the cloud's config document setting by setting (see
+// cloudconfig.go); Sections names the source of each pushed setting.
 type ConfigSources struct {
 	File       string   `json:"file"`                  // "" when started from defaults
 	Env        []string `json:"env,omitempty"`         // MXEDGE_* variables set in the daemon's environment
 	CloudETag  string   `json:"cloud_etag,omitempty"`  // the cloud config document in effect
 	LastPulled string   `json:"last_pulled,omitempty"` // RFC 3339
+	// Sections maps each setting the cloud can push (KeyClients, …) to
+	// SourceFile, SourceCloud or SourceDefault.
+	Sections map[string]string `json:"sections,omitempty"`
 }
 
 // EntryView is a cache entry as the CLI prints it: the same whether the
@@ -408,6 +411,7 @@ func (a *App) statusReport(since time.Time) *StatusReport {
 			EventsDropped: s.EventsDropped, FullSync: s.FullSync, SchemaVersion: s.SchemaVersion, FileSize: s.FileSize}
 	}
 	st.Config.File = a.opts.ConfigPath
+	st.Config.Sections = a.configSources()
 	for _, kv := range os.Environ() {
 		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "MXEDGE_") {
 			st.Config.Env = append(st.Config.Env, name)

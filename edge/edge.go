@@ -66,7 +66,8 @@ type App struct {
 	// cloudStop stops the cloud link (cloud.go); cloudStatus snapshots it.
 	cloudStop   func()
 	cloudStatus func() any
-	side        sidecars // control socket and cache learning (control.go, learn.go)
+	side        sidecars   // control socket and cache learning (control.go, learn.go)
+	cc          cloudState // the cloud's pushed config (cloudconfig.go)
 }
 
 // Run starts the edge and blocks until ctx ends, then shuts down in order:
@@ -105,6 +106,7 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 		opts.Stderr = os.Stderr
 	}
 	a := &App{opts: opts, log: newLogger(opts.Stderr, cfg.Log), reg: newRegistry(), selfSecret: newSelfCheckSecret()}
+	cfg = a.startWithCloud(cfg) // cloudconfig.go: the persisted cloud config fills what the file leaves out
 	a.cfg.Store(cfg)
 	a.registerMetrics()
 	for _, w := range cfg.Warnings() {
@@ -143,7 +145,7 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 		store = a.local.store
 	}
 	a.router.learn = a.startLearning(cfg, store)
-	a.cloudStop, a.cloudStatus, err = startCloudLink(ctx, cfg, store, a.log, a.reg)
+	a.cloudStop, a.cloudStatus, err = a.startCloud(ctx, cfg, store)
 	if err != nil {
 		a.closeAll()
 		return nil, err
@@ -340,12 +342,15 @@ func (a *App) health() (bool, map[string]any) {
 // closing sockets: the client table (secrets included). An invalid file
 // is refused and the running config stays.
 func (a *App) Reload() error {
+	a.cc.reloadMu.Lock() // cloud pushes reload too (cloudconfig.go)
+	defer a.cc.reloadMu.Unlock()
 	cfg, err := config.Load(a.opts.ConfigPath)
 	if err != nil {
 		a.reloads.WithLabelValues("error").Inc()
 		a.reloadOK.Set(0)
 		return err
 	}
+	cfg = a.withCloud(cfg)
 	table, err := buildClients(cfg, a.selfSecret)
 	if err != nil {
 		a.reloads.WithLabelValues("error").Inc()

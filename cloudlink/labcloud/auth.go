@@ -1,6 +1,7 @@
 package labcloud
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/mxedge/mxedge/cloudlink"
@@ -73,4 +74,38 @@ func (c *Cloud) appendAuthLocked(a authLog) {
 	if len(c.st.Auths) > maxAuthLog {
 		c.st.Auths = c.st.Auths[len(c.st.Auths)-maxAuthLog:]
 	}
+}
+
+// SetRADIUSClients replaces the RADIUS clients pushed to edges; edges see
+// the change at their next config pull (the config's ETag changes).
+func (c *Cloud) SetRADIUSClients(cs []cloudlink.RADIUSClient) {
+	c.mu.Lock()
+	c.opts.RADIUSClients = slices.Clone(cs)
+	c.mu.Unlock()
+}
+
+// RecordEAPTLS logs an EAP-TLS accept that came in through edgeID and
+// serves e (auth type eap-tls, keyed by MAC and certificate identity) to
+// edges as a cache entry.
+func (c *Cloud) RecordEAPTLS(edgeID string, e cloudlink.Entry) {
+	e.AuthType = "eap-tls"
+	if e.SiteID == "" {
+		e.SiteID = c.opts.SiteID
+	}
+	if e.LastAuthAt.IsZero() {
+		e.LastAuthAt = c.opts.Now().UTC()
+	}
+	c.mu.Lock()
+	c.upsertLocked(e)
+	c.appendAuthLocked(authLog{Time: e.LastAuthAt, Edge: edgeID, MAC: e.MAC, Result: "accept",
+		VLAN: e.Authorization.VLAN, Method: "eap-tls", Identity: e.Key().Identity})
+	c.save()
+	c.mu.Unlock()
+	c.log.Info("labcloud: EAP-TLS accept", "edge", edgeID, "mac", e.MAC, "identity", e.Key().Identity, "vlan", e.Authorization.VLAN)
+}
+
+// NewServerPair issues a key and a server certificate for cn from the lab
+// CA, PEM encoded: for the lab's own EAP-TLS server, say.
+func (c *Cloud) NewServerPair(cn string) (certPEM, keyPEM []byte, err error) {
+	return c.ca.newKeyPair(cn)
 }

@@ -34,9 +34,12 @@ type Options struct {
 	MAB           map[string]string
 	Survivability cloudlink.Survivability
 	// OrgCA, when set, is pushed to edges for offline EAP-TLS.
-	OrgCA  *cloudlink.OrgCA
-	Now    func() time.Time
-	Logger *slog.Logger
+	OrgCA *cloudlink.OrgCA
+	// RADIUSClients are pushed to edges as their RADIUS clients
+	// (SetRADIUSClients changes them while serving).
+	RADIUSClients []cloudlink.RADIUSClient
+	Now           func() time.Time
+	Logger        *slog.Logger
 }
 
 // Cloud is the lab cloud's state and handlers. It is safe for concurrent use.
@@ -436,10 +439,12 @@ func (c *Cloud) edgeConfig(id string) ([]byte, string) {
 	if c.radsecURL != "" {
 		radsec = []string{c.radsecURL}
 	}
+	clients := c.opts.RADIUSClients
 	c.mu.Unlock()
 	s := c.opts.Survivability
 	cfg := cloudlink.EdgeConfig{
 		Survivability: &s,
+		RADIUSClients: clients,
 		RadSecServers: radsec,
 		ServerCert:    &cloudlink.CertificateKey{Certificate: e.ServerCert, Key: e.ServerKey},
 		OrgCA:         c.opts.OrgCA,

@@ -60,6 +60,9 @@ type authLog struct {
 	MAC    string    `json:"mac"`
 	Result string    `json:"result"`
 	VLAN   string    `json:"vlan,omitempty"`
+	// Method and Identity are set for EAP-TLS ("" is MAB).
+	Method   string `json:"method,omitempty"`
+	Identity string `json:"identity,omitempty"`
 }
 
 const maxAuthLog = 10000

@@ -1,15 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mxedge/mxedge/cmd/internal/labpki"
@@ -59,19 +62,52 @@ func demoCmd(ctx context.Context, args []string, w io.Writer) error {
 		mac  = "aabbccddeeff"
 		vlan = "41"
 	)
-	nac, err := peers.StartFreeRADIUS(sctx, sub("cloud-nac"), peers.FreeRADIUSOptions{
-		PKI: pki, RadSec: true,
-		MAB:     map[string]string{mac: vlan},
-		Users:   map[string]peers.User{"alice": {Password: "wonderland", ReplyMessage: "hello alice", TunnelPassword: "tunnel-secret"}},
-		EAPVLAN: map[string]string{"user@example.org": "51"},
-	})
+	// The lab cloud runs in this process; cancelling cloudCtx is the WAN
+	// going down.
+	cloudCtx, cutWAN := context.WithCancel(ctx)
+	defer cutWAN()
+	readyR, readyW := io.Pipe()
+	cloudLog, err := os.Create(filepath.Join(dir, "cloud.log"))
 	if err != nil {
-		return fmt.Errorf("lab cloud NAC: %w", err)
+		return err
 	}
-	defer nac.Stop()
-	line("  lab cloud NAC    RadSec (TLS, mutual auth) on %-21s FreeRADIUS pid %d", nac.RadSecAddr, nac.PID())
+	defer cloudLog.Close()
+	cloudDone := make(chan error, 1)
+	go func() {
+		cloudDone <- serveCmd(cloudCtx, []string{"--dir", sub("cloud"), "--mab", mac + "=" + vlan,
+			"--org-ca", pki.OrgCAFile, "--org-crl", pki.OrgCRL, "--eap-vlan", "user@example.org=51"}, readyW, cloudLog)
+		readyW.Close()
+	}()
+	var cloud map[string]string
+	sc := bufio.NewScanner(readyR)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "mxcloud ready") {
+			cloud = map[string]string{}
+			for _, f := range strings.Fields(sc.Text())[2:] {
+				k, v, _ := strings.Cut(f, "=")
+				cloud[k] = v
+			}
+			break
+		}
+	}
+	go io.Copy(io.Discard, readyR)
+	if cloud == nil {
+		return fmt.Errorf("lab cloud did not start: %v (log: %s)", <-cloudDone, filepath.Join(dir, "cloud.log"))
+	}
+	line("  lab cloud        edge API %s, RadSec NAC %s (mutual TLS)", cloud["api"], cloud["radsec"])
 
-	const secret = "demo-switch-secret-2c9e4b71"
+	// Register the edge with the one-time code, as an operator would.
+	edgeDir := sub("edge")
+	out, err := exec.CommandContext(sctx, *bin, "register", "--config", filepath.Join(edgeDir, "config.yaml"),
+		"--registration-code", cloud["code"], "--cloud", cloud["api"], "--cloud-ca", cloud["ca"],
+		"--state-dir", filepath.Join(edgeDir, "state")).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("mxedge register: %v: %s", err, out)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		line("  mxedge register  %s", l)
+	}
+
 	// Survivability on: the edge learns clients from the cloud's accepts
 	// and answers from that cache, or the default VLANs, while the cloud
 	// is unreachable.
@@ -85,8 +121,9 @@ func demoCmd(ctx context.Context, args []string, w io.Writer) error {
   default_mab_vlan: "%s"
   default_dot1x_vlan: "%s"
 `, pki.OrgCAFile, pki.OrgCRL, pki.EAPServerECDSA.Chain, pki.EAPServerECDSA.Key, defMAB, defDot1X)
-	edge, err := peers.StartMxedge(sctx, sub("edge"), peers.MxedgeOptions{
-		Bin: *bin, PKI: pki, Upstreams: []string{nac.RadSecAddr},
+	const secret = "demo-switch-secret-2c9e4b71"
+	edge, err := peers.StartMxedge(sctx, edgeDir, peers.MxedgeOptions{
+		Bin: *bin, PKI: pki,
 		Clients: []peers.MxedgeClient{{Name: "demo-switch", Address: "127.0.0.1/32", Secret: secret}},
 		Extra:   survival,
 	})
@@ -94,7 +131,12 @@ func demoCmd(ctx context.Context, args []string, w io.Writer) error {
 		return fmt.Errorf("mxedge: %w", err)
 	}
 	defer edge.Stop()
-	line("  mxedge           RADIUS auth %s acct %s → RadSec     pid %d", edge.AuthAddr, edge.AcctAddr, edge.PID())
+	line("  mxedge run       RADIUS auth %s acct %s → the cloud's RadSec NAC, from the registration", edge.AuthAddr, edge.AcctAddr)
+	// The laptop trusts both EAP servers: the cloud's NAC and the edge's.
+	caBundle := filepath.Join(dir, "eap-trust.pem")
+	if err := concatFiles(caBundle, cloud["ca"], pki.RootFile); err != nil {
+		return err
+	}
 	line("")
 
 	ma := "Message-Authenticator = 0x00"
@@ -124,9 +166,6 @@ func demoCmd(ctx context.Context, args []string, w io.Writer) error {
 	}{
 		{"switch: MAB aa:bb:cc:dd:ee:ff (allow-listed)", "auth", []string{`User-Name = "` + mac + `"`, `User-Password = "` + mac + `"`, `Service-Type = Call-Check`, `Calling-Station-Id = "AA-BB-CC-DD-EE-FF"`, ma}, vlanOf},
 		{"switch: MAB 00:11:22:33:44:55 (unknown)", "auth", []string{`User-Name = "001122334455"`, `User-Password = "001122334455"`, `Service-Type = Call-Check`, ma}, vlanOf},
-		{"switch: PAP alice", "auth", []string{`User-Name = "alice"`, `User-Password = "wonderland"`, ma}, func(r peers.Result) string {
-			return fmt.Sprintf("%q, Tunnel-Password %q", r.Attr("Reply-Message"), r.Attr("Tunnel-Password"))
-		}},
 		{"switch: accounting start", "acct", []string{`User-Name = "alice"`, `Acct-Status-Type = Start`, `Acct-Session-Id = "demo-1"`}, func(peers.Result) string { return "" }},
 		{"switch: accounting stop", "acct", []string{`User-Name = "alice"`, `Acct-Status-Type = Stop`, `Acct-Session-Id = "demo-1"`}, func(peers.Result) string { return "" }},
 	}
@@ -138,7 +177,7 @@ func demoCmd(ctx context.Context, args []string, w io.Writer) error {
 	eap := func(label string, cert *labpki.Cert, mac string, tls13 bool) error {
 		t0 := time.Now()
 		res, err := peers.EAPOLTest(ctx, edge.AuthAddr, secret, peers.EAPTLS{
-			Identity: cert.X509.Subject.CommonName, CACert: pki.RootFile, ClientCert: cert.Chain,
+			Identity: cert.X509.Subject.CommonName, CACert: caBundle, ClientCert: cert.Chain,
 			PrivateKey: cert.Key, TLS13: tls13, CallingStationID: mac,
 		})
 		if err != nil {
@@ -169,8 +208,15 @@ func demoCmd(ctx context.Context, args []string, w io.Writer) error {
 
 	// The WAN goes down: the cloud's NAC stops answering.
 	line("")
-	line("  WAN down: the lab cloud NAC is stopped; mxedge switches to its local NAC")
-	nac.Stop()
+	status, _ := exec.CommandContext(ctx, *bin, "status", "--config", edge.Config).CombinedOutput()
+	line("  mxedge status:")
+	for _, l := range strings.Split(strings.TrimRight(string(status), "\n"), "\n") {
+		line("    %s", l)
+	}
+	line("")
+	line("  WAN down: the lab cloud is stopped; mxedge switches to its local NAC")
+	cutWAN()
+	<-cloudDone
 	deadline := time.Now().Add(15 * time.Second)
 	for !modeIs(edge.MetricsAddr, "local") {
 		if time.Now().After(deadline) {
@@ -240,4 +286,16 @@ func scrape(addr string) (answered, drops string) {
 	}
 	return sum(regexp.MustCompile(`(?m)^mxedge_requests_total\{[^}]*outcome="(?:answered|local)"[^}]*\} (\S+)$`)),
 		sum(regexp.MustCompile(`(?m)^mxedge_drops_total\{[^}]*\} (\S+)$`))
+}
+
+func concatFiles(dst string, srcs ...string) error {
+	var b []byte
+	for _, s := range srcs {
+		c, err := os.ReadFile(s)
+		if err != nil {
+			return err
+		}
+		b = append(b, c...)
+	}
+	return os.WriteFile(dst, b, 0o644)
 }

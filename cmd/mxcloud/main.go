@@ -31,13 +31,16 @@ import (
 
 const usage = `mxcloud — LAB cloud for mxedge (demos and tests only; not a product)
 
-It serves the edge API of docs/cloud-api.md over HTTPS and a MAB-only RadSec
-NAC, both on loopback, from a lab CA it generates in --dir on first start.
+It serves the edge API of docs/cloud-api.md over HTTPS and a RadSec NAC (MAB
+allow-list; EAP-TLS against --org-ca), both on loopback, from a lab CA it
+generates in --dir on first start.
 
 Usage:
   mxcloud serve [--dir DIR] [--api 127.0.0.1:PORT] [--radsec 127.0.0.1:PORT]
                 [--mab aabbccddeeff=41,...] [--mab-file FILE] [--code CODE]
                 [--seed N] [--lose-cursor] [--org-ca FILE [--org-crl FILE,...]]
+                [--eap-cert FILE --eap-key FILE] [--eap-vlan CN=VLAN,...]
+                [--client NAME=CIDR:SECRET ...]
       Prints "mxcloud ready api=URL radsec=ADDR ca=FILE code=CODE" once serving.
   mxcloud code        [--dir DIR]   issue a registration code (asks the running serve)
   mxcloud stats       [--dir DIR]   print the lab counters (edges, auths, events unique/duplicate)
@@ -100,6 +103,8 @@ type serveFlags struct {
 	mabVLAN, dot1xVLAN string
 	ttlDays            int
 	orgCA, orgCRL      string
+	eap                eapFlags
+	clients            clientFlag
 }
 
 func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -119,6 +124,8 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&f.ttlDays, "cache-ttl-days", 7, "survivability caching period pushed to edges")
 	fs.StringVar(&f.orgCA, "org-ca", "", "PEM file of org CA certificates pushed to edges (offline EAP-TLS)")
 	fs.StringVar(&f.orgCRL, "org-crl", "", "comma-separated PEM CRL files pushed with --org-ca")
+	f.eap.register(fs)
+	fs.Var(&f.clients, "client", "RADIUS client pushed to edges: NAME=IP-or-CIDR:SECRET (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -150,7 +157,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	cl, err := labcloud.Open(labcloud.Options{
-		Dir: f.dir, MAB: mab, Logger: log, OrgCA: orgCA,
+		Dir: f.dir, MAB: mab, Logger: log, OrgCA: orgCA, RADIUSClients: f.clients,
 		Survivability: cloudlink.Survivability{Enabled: true, CacheTTLDays: f.ttlDays,
 			DefaultMABVLAN: f.mabVLAN, DefaultDot1XVLAN: f.dot1xVLAN},
 	})
@@ -192,7 +199,14 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	hs := &http.Server{Handler: cl.Handler(), TLSConfig: apiTLS, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-	rs, err := radsec.NewServer(radsec.ServerConfig{Handler: &nac{cloud: cl, log: log}, Logger: log.With("component", "radsec"),
+	n, err := newNAC(cl, log, f.eap, orgCA, f.dot1xVLAN)
+	if err != nil {
+		apiLn.Close()
+		rsLn.Close()
+		return err
+	}
+	defer n.close(context.Background())
+	rs, err := radsec.NewServer(radsec.ServerConfig{Handler: n, Logger: log.With("component", "radsec"),
 		Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		return err

@@ -2,10 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"log/slog"
+	"math/big"
+	"os"
 	"testing"
+	"time"
 
+	"github.com/mxedge/mxedge/cloudlink"
 	"github.com/mxedge/mxedge/cloudlink/labcloud"
+	"github.com/mxedge/mxedge/edge/nac/eaptls/eaptlstest"
 	"github.com/mxedge/mxedge/proxy"
 	"github.com/mxedge/mxedge/proxy/packet"
 )
@@ -87,4 +99,233 @@ func TestNAC(t *testing.T) {
 	if st.CacheEntries != 1 || st.Accepts != 2 || st.Auths != 4 || st.Accounting != 1 {
 		t.Errorf("stats %+v", st)
 	}
+}
+
+// testOrgCA makes an org CA and one client certificate under it.
+func testOrgCA(t *testing.T, cn string) (caPEM []byte, client tls.Certificate) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test org CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// eapOverRADIUS runs sup's conversation with h as a NAS would: EAP in
+// Access-Requests (Calling-Station-Id csid, the State of the last
+// challenge), until an Access-Accept or -Reject, which it returns.
+func eapOverRADIUS(t *testing.T, h proxy.Handler, sup *eaptlstest.Supplicant, csid string) *packet.Packet {
+	t.Helper()
+	msg := sup.IdentityResponse(1)
+	var state []byte
+	for id := byte(1); id < 60; id++ {
+		b := packet.Append(nil, packet.CodeAccessRequest, id, packet.RandomAuthenticator())
+		b = packet.AppendMessageAuthenticator(b)
+		b, _ = packet.AppendAttr(b, packet.AttrUserName, []byte("anonymous@example.org"))
+		b, _ = packet.AppendAttr(b, packet.AttrCallingStationID, []byte(csid))
+		for m := msg; len(m) > 0; {
+			n := min(len(m), 253)
+			b, _ = packet.AppendAttr(b, packet.AttrEAPMessage, m[:n])
+			m = m[n:]
+		}
+		if state != nil {
+			b, _ = packet.AppendAttr(b, packet.AttrState, state)
+		}
+		if err := packet.Sign(b, radsecSecret, nil); err != nil {
+			t.Fatal(err)
+		}
+		req, err := packet.Parse(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := h.ServeRADIUS(context.Background(), &proxy.Request{Packet: req, HasMessageAuthenticator: true,
+			Client: &proxy.Client{Name: "edge-1", Secret: radsecSecret}})
+		if out == nil {
+			t.Fatalf("round %d: no reply", id)
+		}
+		rep, err := packet.Parse(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := packet.VerifyResponse(rep, req.Authenticator, radsecSecret); err != nil {
+			t.Fatalf("reply does not verify: %v", err)
+		}
+		var eapMsg []byte
+		for _, a := range rep.Attrs {
+			if a.Type == packet.AttrEAPMessage {
+				eapMsg = append(eapMsg, a.Value...)
+			}
+		}
+		if rep.Code != packet.CodeAccessChallenge {
+			if len(eapMsg) > 0 {
+				sup.Handle(eapMsg)
+			}
+			return rep
+		}
+		state, _ = rep.Lookup(packet.AttrState)
+		if msg, err = sup.Handle(eapMsg); err != nil {
+			t.Fatalf("supplicant: %v", err)
+		}
+	}
+	t.Fatal("no final reply")
+	return nil
+}
+
+func TestNACEAPTLS(t *testing.T) {
+	caPEM, laptop := testOrgCA(t, "laptop-1")
+	_, other := testOrgCA(t, "stranger") // another CA: not trusted
+	tests := []struct {
+		name     string
+		cert     tls.Certificate
+		csid     string
+		code     packet.Code
+		vlan     string
+		accepts  int
+		cached   int
+		rejected int
+	}{
+		{"identity VLAN", laptop, "02-00-00-00-00-01", packet.CodeAccessAccept, "60", 1, 1, 0},
+		{"untrusted CA", other, "02-00-00-00-00-02", packet.CodeAccessReject, "", 0, 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := labcloud.Open(labcloud.Options{Dir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := newNAC(c, slog.New(slog.DiscardHandler), eapFlags{vlans: "laptop-1=60"},
+				&cloudlink.OrgCA{Certificates: string(caPEM)}, "51")
+			if err != nil {
+				t.Fatal(err)
+			}
+			caFile, _ := os.ReadFile(c.CAFile())
+			roots := x509.NewCertPool()
+			roots.AppendCertsFromPEM(caFile)
+			sup := eaptlstest.New(eaptlstest.Config{Identity: "anonymous@example.org",
+				TLS: &tls.Config{Certificates: []tls.Certificate{tt.cert}, RootCAs: roots, ServerName: eapCN}})
+			defer sup.Close()
+			rep := eapOverRADIUS(t, n, sup, tt.csid)
+			n.close(context.Background()) // flushes the events that record the outcome
+			if rep.Code != tt.code {
+				t.Fatalf("reply %s, want %s", rep.Code, tt.code)
+			}
+			if v, _ := rep.Lookup(packet.AttrTunnelPrivateGroupID); string(v) != tt.vlan {
+				t.Errorf("VLAN %q, want %q", v, tt.vlan)
+			}
+			if tt.code == packet.CodeAccessAccept && !sup.Succeeded() {
+				t.Error("supplicant did not see EAP-Success")
+			}
+			st := c.Stats()
+			if st.Accepts != tt.accepts || st.CacheEntries != tt.cached || st.Auths != tt.accepts+tt.rejected {
+				t.Errorf("stats %+v", st)
+			}
+		})
+	}
+}
+
+func TestNewNACFlags(t *testing.T) {
+	c, err := labcloud.Open(labcloud.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, _ := testOrgCA(t, "x")
+	org := &cloudlink.OrgCA{Certificates: string(caPEM)}
+	tests := []struct {
+		name  string
+		f     eapFlags
+		org   *cloudlink.OrgCA
+		ok    bool
+		serve bool
+	}{
+		{"MAB only", eapFlags{}, nil, true, false},
+		{"EAP with a lab-issued certificate", eapFlags{}, org, true, true},
+		{"EAP flags without an org CA", eapFlags{vlans: "a=1"}, nil, false, false},
+		{"cert without key", eapFlags{cert: "x.pem"}, org, false, false},
+		{"missing cert file", eapFlags{cert: "/nonexistent.pem", key: "/nonexistent.key"}, org, false, false},
+		{"bad VLAN item", eapFlags{vlans: "a"}, org, false, false},
+		{"org CA without certificates", eapFlags{}, &cloudlink.OrgCA{Certificates: "nope"}, false, false},
+	}
+	for _, tt := range tests {
+		n, err := newNAC(c, slog.New(slog.DiscardHandler), tt.f, tt.org, "51")
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: err %v", tt.name, err)
+			continue
+		}
+		if err == nil {
+			if (n.eap != nil) != tt.serve {
+				t.Errorf("%s: EAP served %v", tt.name, n.eap != nil)
+			}
+			n.close(context.Background())
+		}
+	}
+}
+
+func TestClientFlag(t *testing.T) {
+	tests := []struct {
+		in        string
+		addr, sec string
+		wantErr   bool
+	}{
+		{"sw=127.0.0.1:s3cret", "127.0.0.1", "s3cret", false},
+		{"sw=10.0.0.0/8:a:b", "10.0.0.0/8", "a:b", false},
+		{"v6=2001:db8::/32:sec", "2001:db8::/32", "sec", false},
+		{"v6=[2001:db8::1]:sec", "2001:db8::1", "sec", false},
+		{"v6=2001:db8::1:sec", "", "", true},
+		{"sw=127.0.0.1", "", "", true},
+		{"sw=127.0.0.1:", "", "", true},
+		{"=127.0.0.1:x", "", "", true},
+		{"sw=host:x", "", "", true},
+	}
+	for _, tt := range tests {
+		var c clientFlag
+		err := c.Set(tt.in)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("Set(%q) = %v", tt.in, err)
+			continue
+		}
+		if err == nil && (c[0].Address != tt.addr || c[0].Secret != tt.sec || !c[0].RequireMessageAuthenticator) {
+			t.Errorf("Set(%q) = %+v", tt.in, c[0])
+		}
+	}
+}
+
+func FuzzClientFlag(f *testing.F) {
+	for _, s := range []string{"sw=127.0.0.1:s", "v6=[::1]:s", "n=10.0.0.0/8:x:y"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var c clientFlag
+		if c.Set(s) == nil && (c[0].Name == "" || c[0].Secret == "" || c[0].Address == "") {
+			t.Fatalf("Set(%q) = %+v", s, c[0])
+		}
+	})
+}
+
+func FuzzParseEAPVLANs(f *testing.F) {
+	f.Add("laptop-1=60,user@example.org=guest")
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := parseEAPVLANs(s)
+		if err != nil {
+			return
+		}
+		for id, vlan := range m {
+			if id == "" || vlan == "" {
+				t.Fatalf("parseEAPVLANs(%q) gave %q=%q", s, id, vlan)
+			}
+		}
+	})
 }

@@ -19,11 +19,13 @@ import (
 // labCloud is a running mxcloud serve.
 type labCloud struct {
 	API, RadSec, CA, Code string
+	Dir                   string // --dir, for mxcloud stats
 }
 
-func startLabCloud(t *testing.T, mab string) *labCloud {
+func startLabCloud(t *testing.T, mab string, more ...string) *labCloud {
 	t.Helper()
-	cmd := exec.Command(cloudBin, "serve", "--dir", t.TempDir(), "--mab", mab)
+	dir := t.TempDir()
+	cmd := exec.Command(cloudBin, append([]string{"serve", "--dir", dir, "--mab", mab}, more...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +62,7 @@ func startLabCloud(t *testing.T, mab string) *labCloud {
 			k, v, _ := strings.Cut(f, "=")
 			kv[k] = v
 		}
-		return &labCloud{API: kv["api"], RadSec: kv["radsec"], CA: kv["ca"], Code: kv["code"]}
+		return &labCloud{API: kv["api"], RadSec: kv["radsec"], CA: kv["ca"], Code: kv["code"], Dir: dir}
 	case <-time.After(30 * time.Second):
 		t.Fatalf("mxcloud not ready:\n%s", stderr.String())
 	}

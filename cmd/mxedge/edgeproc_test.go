@@ -94,6 +94,9 @@ type edgeConfig struct {
 	// NoCloudSection leaves cloud.radsec out, so the registration supplies
 	// it.
 	NoCloudSection bool
+	// NoClients leaves radius.clients out, so the cloud's config supplies
+	// them.
+	NoClients bool
 }
 
 func (c edgeConfig) yaml(t testing.TB, auth, acct, metrics int) string {
@@ -124,6 +127,17 @@ func (c edgeConfig) yaml(t testing.TB, auth, acct, metrics int) string {
     status_interval: 2s
 `, strings.Join(ups, ", "), c.PKI.RadSecCAFile, c.PKI.RadSecClient.Chain, c.PKI.RadSecClient.Key)
 	}
+	clients := fmt.Sprintf(`  clients:
+    - name: lab-switch
+      address: %s
+      secret: %q
+      vendor: cisco
+      site: lab
+      require_message_authenticator: %v
+%s`, addr, c.Secret, !c.OptOutMA, c.MoreClients)
+	if c.NoClients {
+		clients = ""
+	}
 	return fmt.Sprintf(`state_dir: %s
 log:
   level: debug
@@ -132,16 +146,9 @@ metrics:
 radius:
   auth_listen: ["127.0.0.1:%d"]
   acct_listen: ["127.0.0.1:%d"]
-  clients:
-    - name: lab-switch
-      address: %s
-      secret: %q
-      vendor: cisco
-      site: lab
-      require_message_authenticator: %v
 %s%ssurvivability:
   mode: %s
-%s%s`, stateDir, metrics, auth, acct, addr, c.Secret, !c.OptOutMA, c.MoreClients,
+%s%s`, stateDir, metrics, auth, acct, clients,
 		cloud, mode, c.Survivability, c.Extra)
 }
 

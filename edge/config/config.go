@@ -26,6 +26,9 @@ type Config struct {
 	Federation    []Federation  `yaml:"federation"`
 
 	warnings []string
+	// local holds every key path the file or an MXEDGE_* variable set,
+	// with its parents, so that settings the cloud pushes can yield to it.
+	local map[string]bool
 }
 
 // Log configures the daemon's slog handler.
@@ -188,6 +191,12 @@ func Default() *Config {
 	}
 }
 
+// IsLocal reports whether the file (or an MXEDGE_* environment variable)
+// set key, a dotted path such as "radius.clients" or
+// "survivability.default_mab_vlan"; a section counts when any key under it
+// was set. A Config not read from a file has no local keys.
+func (c *Config) IsLocal(key string) bool { return c.local[key] }
+
 // Warnings are notes about a valid configuration that the operator should
 // still see (short secrets, for one), formatted like errors.
 func (c *Config) Warnings() []string { return c.warnings }
@@ -229,7 +238,28 @@ func Parse(name string, data []byte) (*Config, error) {
 		return nil, p.errs
 	}
 	c.warnings = p.warnings
+	c.local = localKeys(v, env)
 	return c, nil
+}
+
+// localKeys lists the keys written in the file or set in the environment,
+// with every parent of each.
+func localKeys(v *viper.Viper, env map[string]string) map[string]bool {
+	m := map[string]bool{}
+	for _, key := range v.AllKeys() {
+		if _, ok := env[key]; !ok && !v.InConfig(key) {
+			continue
+		}
+		for {
+			m[key] = true
+			i := strings.LastIndexByte(key, '.')
+			if i < 0 {
+				break
+			}
+			key = key[:i]
+		}
+	}
+	return m
 }
 
 // settings is viper's AllSettings, except that it keeps keys whose value is

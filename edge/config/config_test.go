@@ -80,7 +80,7 @@ func TestDefaults(t *testing.T) {
 			if !slices.Equal(got.Warnings(), tt.warn) {
 				t.Errorf("warnings:\ngot  %q\nwant %q", got.Warnings(), tt.warn)
 			}
-			got.warnings = nil
+			got.warnings, got.local = nil, nil
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("got  %+v\nwant %+v", got, want)
 			}
@@ -194,7 +194,7 @@ func TestFull(t *testing.T) {
 	if !slices.Equal(got.Warnings(), wantWarn) {
 		t.Errorf("warnings:\ngot  %q\nwant %q", got.Warnings(), wantWarn)
 	}
-	got.warnings = nil
+	got.warnings, got.local = nil, nil
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %+v\nwant %+v", got, want)
 	}
