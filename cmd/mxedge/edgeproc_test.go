@@ -60,14 +60,14 @@ func TestMain(m *testing.M) {
 
 // edgeProc is a running mxedge binary.
 type edgeProc struct {
-	cmd      *exec.Cmd
-	cfgPath  string
-	Auth     string
-	Acct     string
-	Metrics  string
-	mu       sync.Mutex
-	log      strings.Builder
-	exited   chan struct{}
+	cmd     *exec.Cmd
+	cfgPath string
+	Auth    string
+	Acct    string
+	Metrics string
+	mu      sync.Mutex
+	log     strings.Builder
+	exited  chan struct{}
 }
 
 // edgeConfig is what a test varies in the generated config.

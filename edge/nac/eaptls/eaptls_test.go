@@ -64,9 +64,9 @@ func (f *fixture) peer(cert *tls.Certificate, v uint16, frag int) *eaptlstest.Su
 
 // conversation records what crossed the wire.
 type conversation struct {
-	res               *eaptls.Result
-	serverFragments   int // Requests with the M flag
-	peerFragments     int // Responses with the M flag
+	res             *eaptls.Result
+	serverFragments int // Requests with the M flag
+	peerFragments   int // Responses with the M flag
 }
 
 func run(t *testing.T, s *eaptls.Session, p *eaptlstest.Supplicant) conversation {
