@@ -283,9 +283,6 @@ func (a *App) withCloud(file *config.Config) *config.Config {
 	for _, n := range notes {
 		a.log.Warn("config", "note", n)
 	}
-	if old := a.cfg.Load(); old != nil {
-		a.noteRestartOnly(old, cfg)
-	}
 	running := a.cfg.Load()
 	a.cc.mu.Lock()
 	a.cc.promoteLocked(running)
@@ -361,19 +358,6 @@ func (a *App) stopApplies() {
 	a.cc.stopped = true
 	a.cc.mu.Unlock()
 	a.cc.applies.Wait()
-}
-
-// noteRestartOnly logs survivability changes that Reload does not apply:
-// the local NAC is built once at start. The EAP server certificate is the
-// exception, its files are watched (certFile).
-func (a *App) noteRestartOnly(old, cur *config.Config) {
-	o, n := old.Survivability, cur.Survivability
-	o.EAPCert, o.EAPKey, n.EAPCert, n.EAPKey = "", "", "", ""
-	if !reflect.DeepEqual(o, n) {
-		a.log.Warn("survivability settings changed; they take effect when mxedge restarts",
-			"enabled", n.Enabled, "cache_ttl_days", n.CacheTTLDays, "default_mab_vlan", n.DefaultMABVLAN,
-			"default_dot1x_vlan", n.DefaultDot1XVLAN, "org_ca", n.OrgCA)
-	}
 }
 
 // startCloud starts the cloud link with pushed configs applied to a; its

@@ -121,9 +121,8 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 
 	fwd := proxy.NewForwarder(radsecSecret, cfg.Cloud.RadSec.Timeout)
 	a.router = newRouter(a.log, a.reg, fwd)
-	switch cfg.Survivability.Mode {
-	case "cloud", "local":
-		a.router.forced.Store(cfg.Survivability.Mode)
+	if m := cfg.Survivability.Mode; m == "cloud" || m == "local" {
+		a.router.forced.Store(m)
 	}
 	a.cloudRS = cloudRadSec(cfg)
 	a.cloudLoaded = certTimes(a.cloudRS)
@@ -380,6 +379,12 @@ func (a *App) Reload() error {
 		a.log.Info("cloud RadSec pool replaced", "servers", rs.Servers)
 	}
 	a.clients.Store(table)
+	mode := cfg.Survivability.Mode
+	if mode == "auto" {
+		mode = ""
+	}
+	a.router.forced.Store(mode)
+	a.reloadLocal(cfg)
 	a.cfg.Store(cfg)
 	a.reloads.WithLabelValues("ok").Inc()
 	a.reloadOK.Set(1)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"time"
 
@@ -102,6 +103,10 @@ func newLocal(cfg *config.Config, store nac.Store, log *slog.Logger, reg prometh
 type localNAC struct {
 	store *cache.Store
 	nac   *nac.Authenticator
+	built config.Survivability // what nac was built from
+
+	mu      sync.Mutex
+	retired []*nac.Authenticator // replaced, still finishing conversations
 }
 
 // startLocal opens the cache and builds the local NAC when survivability
@@ -127,12 +132,74 @@ func (a *App) startLocal(cfg *config.Config) error {
 		// Keep the cache open: the cloud sync fills it, and may deliver
 		// the very certificates whose absence stops the local NAC now.
 		a.log.Error("local NAC unavailable: survivability is off until this is fixed", "err", err)
-		a.local = &localNAC{store: store}
+		a.local = &localNAC{store: store, built: s}
 		return nil
 	}
-	a.local = &localNAC{store: store, nac: n}
-	a.router.local = n
+	a.local = &localNAC{store: store, nac: n, built: s}
+	a.router.setLocal(n)
 	return nil
+}
+
+// retireAfter is how long a replaced local NAC keeps serving the EAP
+// conversations it started before it is closed: their lifetime bound.
+const retireAfter = 60 * time.Second
+
+// reloadLocal rebuilds the local NAC on the open cache when the effective
+// survivability settings changed (a reload, or the cloud pushing its CA
+// and certificates to a fresh edge). The old one finishes its EAP
+// conversations and is closed later; a NAC that cannot be built now leaves
+// the running one in place.
+func (a *App) reloadLocal(cfg *config.Config) {
+	s := cfg.Survivability
+	if a.local == nil || a.local.store == nil {
+		if s.Enabled && s.Mode != "cloud" {
+			a.log.Warn("survivability was off at start (mode cloud): turning it on takes a restart")
+		}
+		return
+	}
+	if reflect.DeepEqual(s, a.local.built) && a.local.nac != nil {
+		return
+	}
+	if !s.Enabled || s.Mode == "cloud" {
+		a.router.setLocal(nil)
+		a.local.retire(a.local.nac)
+		a.local.nac, a.local.built = nil, s
+		a.log.Info("local NAC off")
+		return
+	}
+	n, err := newLocal(cfg, a.local.store, a.log, a.reg)
+	if err != nil {
+		a.log.Error("local NAC not rebuilt; keeping the running one", "err", err)
+		return
+	}
+	old := a.local.nac
+	a.local.nac, a.local.built = n, s
+	a.router.setLocal(n)
+	a.local.retire(old)
+	a.log.Info("local NAC rebuilt", "mode", s.Mode)
+}
+
+// retire closes n once its conversations have run out.
+func (l *localNAC) retire(n *nac.Authenticator) {
+	if n == nil {
+		return
+	}
+	l.mu.Lock()
+	l.retired = append(l.retired, n)
+	l.mu.Unlock()
+	time.AfterFunc(retireAfter, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for i, r := range l.retired {
+			if r == n {
+				l.retired = append(l.retired[:i], l.retired[i+1:]...)
+				_ = n.Close(ctx)
+				return
+			}
+		}
+	})
 }
 
 // close flushes queued NAC events and closes the cache.
@@ -143,6 +210,12 @@ func (l *localNAC) close(ctx context.Context) {
 	if l.nac != nil {
 		_ = l.nac.Close(ctx)
 	}
+	l.mu.Lock()
+	for _, r := range l.retired {
+		_ = r.Close(ctx) // flush their queued events before the store closes
+	}
+	l.retired = nil
+	l.mu.Unlock()
 	_ = l.store.Close()
 }
 

@@ -1,12 +1,15 @@
 package edge
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"os"
@@ -118,5 +121,63 @@ func TestCertFileReload(t *testing.T) {
 	cf.checked = time.Time{}
 	if c3, err := cf.get(); err != nil || c3 != c2 {
 		t.Fatalf("a broken pair must keep the current certificate: %v", err)
+	}
+}
+
+// An edge that started in auto mode without its certificates (a fresh
+// edge before the cloud's first push) gets a local NAC from a reload once
+// they exist, and loses it again when survivability is switched off.
+func TestReloadBuildsLocalNAC(t *testing.T) {
+	dir := t.TempDir()
+	ca, _ := writePair(t, dir, "org-ca", "Org CA")
+	cert, key := writePair(t, dir, "eap", "eap.example")
+	base := fmt.Sprintf(`state_dir: %s
+metrics:
+  listen: ""
+radius:
+  auth_listen: ["127.0.0.1:0"]
+  acct_listen: ["127.0.0.1:0"]
+  clients:
+    - name: sw
+      address: 127.0.0.1
+      secret: "a-long-enough-test-secret"
+survivability:
+  mode: auto
+`, t.TempDir())
+	path := filepath.Join(dir, "config.yaml")
+	write := func(extra string) *config.Config {
+		if err := os.WriteFile(path, []byte(base+extra), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	cfg := write("  org_ca: " + filepath.Join(dir, "not-yet.pem") + "\n")
+	a, err := Start(t.Context(), Options{ConfigPath: path, Config: cfg, Stderr: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Shutdown(context.Background())
+	if p, _ := a.router.decide(nil); p != PathNone {
+		t.Fatalf("before the certificates: path %s, want none", p)
+	}
+
+	write(fmt.Sprintf("  org_ca: %s\n  eap_cert: %s\n  eap_key: %s\n  default_dot1x_vlan: \"51\"\n", ca, cert, key))
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if p, why := a.router.decide(nil); p != PathLocal {
+		t.Fatalf("after the certificates arrived: path %s (%s), want local", p, why)
+	}
+
+	write("  enabled: false\n")
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := a.router.decide(nil); p != PathNone {
+		t.Fatalf("with survivability off: path %s, want none", p)
 	}
 }

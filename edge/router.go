@@ -37,7 +37,7 @@ type Router struct {
 	log     *slog.Logger
 	fwd     *proxy.Forwarder
 	cloud   atomic.Pointer[upstreamBox]
-	local   proxy.Handler // nil until the local NAC exists
+	local   atomic.Pointer[handlerBox] // nil until the local NAC exists
 	forced  atomic.Value  // "", "cloud" or "local" (survivability.mode)
 	metrics *routerMetrics
 	// learn, if set, sees every request the cloud answered with the reply
@@ -47,6 +47,17 @@ type Router struct {
 }
 
 type upstreamBox struct{ u upstream }
+
+type handlerBox struct{ h proxy.Handler }
+
+// setLocal hands the router a (new) local NAC; nil takes it away.
+func (r *Router) setLocal(h proxy.Handler) {
+	if h == nil {
+		r.local.Store(nil)
+		return
+	}
+	r.local.Store(&handlerBox{h})
+}
 
 type routerMetrics struct {
 	route *prometheus.CounterVec
@@ -93,17 +104,18 @@ func (r *Router) setCloud(u upstream) {
 func (r *Router) decide(req *proxy.Request) (Path, string) {
 	mode := r.forced.Load().(string)
 	box := r.cloud.Load()
+	hasLocal := r.local.Load() != nil
 	switch {
-	case mode == "local" && r.local != nil:
+	case mode == "local" && hasLocal:
 		return PathLocal, "forced_local"
 	case box == nil:
-		if r.local != nil {
+		if hasLocal {
 			return PathLocal, "no_cloud_configured"
 		}
 		return PathNone, "no_cloud_configured"
 	case mode == "cloud":
 		return PathCloud, "forced_cloud"
-	case box.u.Healthy() || r.local == nil:
+	case box.u.Healthy() || !hasLocal:
 		return PathCloud, "cloud_reachable"
 	default:
 		return PathLocal, "cloud_unreachable"
@@ -125,7 +137,10 @@ func (r *Router) ServeRADIUS(ctx context.Context, req *proxy.Request) ([]byte, p
 		}
 		return reply, outcome
 	case PathLocal:
-		return r.local.ServeRADIUS(ctx, req)
+		if lb := r.local.Load(); lb != nil {
+			return lb.h.ServeRADIUS(ctx, req)
+		}
+		return nil, proxy.OutcomeNoUpstream
 	default:
 		return nil, proxy.OutcomeNoUpstream
 	}

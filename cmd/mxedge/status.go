@@ -7,8 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -217,6 +219,10 @@ func printStatus(w io.Writer, st *edge.StatusReport) {
 			src = append(src, "cloud config "+st.Config.CloudETag)
 		}
 		fmt.Fprintf(tw, "config:\t%s\n", strings.Join(src, "; "))
+		keys := slices.Sorted(maps.Keys(st.Config.Sections))
+		for _, k := range keys {
+			fmt.Fprintf(tw, "  %s:\tfrom %s\n", k, st.Config.Sections[k])
+		}
 	}
 }
 

@@ -1,6 +1,10 @@
 package nac
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
 	decisions   *prometheus.CounterVec
@@ -27,12 +31,44 @@ func newMetrics(reg prometheus.Registerer, sessions func() int) (*metrics, error
 		Name: "mxedge_nac_sessions",
 		Help: "EAP conversations in progress.",
 	}, func() float64 { return float64(sessions()) })
-	for _, c := range []prometheus.Collector{m.decisions, m.eventErrors, m.dropped, gauge} {
-		if err := reg.Register(c); err != nil {
+	// An authenticator rebuilt on reload shares the counters of the one it
+	// replaces; the sessions gauge is taken over, since it reads the new
+	// session table.
+	var err error
+	if m.decisions, err = reuse(reg, m.decisions); err != nil {
+		return nil, err
+	}
+	if m.eventErrors, err = reuse(reg, m.eventErrors); err != nil {
+		return nil, err
+	}
+	if m.dropped, err = reuse(reg, m.dropped); err != nil {
+		return nil, err
+	}
+	if err := reg.Register(gauge); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return nil, err
+		}
+		reg.Unregister(are.ExistingCollector)
+		if err := reg.Register(gauge); err != nil {
 			return nil, err
 		}
 	}
 	return m, nil
+}
+
+// reuse registers c, or returns the identical collector already registered.
+func reuse[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if old, ok := are.ExistingCollector.(C); ok {
+				return old, nil
+			}
+		}
+		return c, err
+	}
+	return c, nil
 }
 
 // Decisions exposes one decisions counter, for tests and the status command.
