@@ -38,7 +38,7 @@ type Router struct {
 	fwd     *proxy.Forwarder
 	cloud   atomic.Pointer[upstreamBox]
 	local   atomic.Pointer[handlerBox] // nil until the local NAC exists
-	forced  atomic.Value  // "", "cloud" or "local" (survivability.mode)
+	forced  atomic.Value               // "", "cloud" or "local" (survivability.mode)
 	metrics *routerMetrics
 	// learn, if set, sees every request the cloud answered with the reply
 	// sent to the device (learning clients into the cache happens there).
