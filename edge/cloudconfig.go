@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/mxedge/mxedge/cache"
@@ -145,7 +144,7 @@ func cloudClients(in []cloudlink.RADIUSClient) ([]config.Client, []string) {
 	var notes []string
 	seen := map[netip.Prefix]bool{}
 	for i, rc := range in {
-		p, ok := parseClientAddress(rc.Address)
+		p, ok := config.ParseClientAddress(rc.Address)
 		switch {
 		case !ok:
 			notes = append(notes, fmt.Sprintf("cloud config: radius_clients[%d]: address %q is not an IP or CIDR; skipped", i, rc.Address))
@@ -165,7 +164,7 @@ func cloudClients(in []cloudlink.RADIUSClient) ([]config.Client, []string) {
 		if c.Name == "" {
 			c.Name = p.String()
 		}
-		if !slices.Contains(vendors, c.Vendor) {
+		if !slices.Contains(config.Vendors, c.Vendor) {
 			if c.Vendor != "" {
 				notes = append(notes, fmt.Sprintf("cloud config: radius_clients[%d]: vendor %q unknown; using generic", i, c.Vendor))
 			}
@@ -180,31 +179,6 @@ func cloudClients(in []cloudlink.RADIUSClient) ([]config.Client, []string) {
 		out = append(out, c)
 	}
 	return out, notes
-}
-
-// vendors are the values radius.clients[].vendor takes in the file.
-var vendors = []string{"cisco", "aruba", "juniper", "hpe", "paloalto", "generic"}
-
-// parseClientAddress accepts an IP (a host prefix) or a CIDR prefix, like
-// radius.clients[].address in the file.
-func parseClientAddress(s string) (netip.Prefix, bool) {
-	s = strings.TrimSpace(s)
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, false
-		}
-		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
-			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
-		}
-		return p.Masked(), true
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil || a.Zone() != "" {
-		return netip.Prefix{}, false
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), true
 }
 
 func cloudFederation(in []cloudlink.Federation) []config.Federation {

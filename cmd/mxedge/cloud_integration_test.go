@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,48 +22,10 @@ type labCloud struct {
 func startLabCloud(t *testing.T, mab string, more ...string) *labCloud {
 	t.Helper()
 	dir := t.TempDir()
-	cmd := exec.Command(cloudBin, append([]string{"serve", "--dir", dir, "--mab", mab}, more...)...)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "mxcloud ready") {
-				ready <- sc.Text()
-			}
-		}
-	}()
-	select {
-	case line := <-ready:
-		kv := map[string]string{}
-		for _, f := range strings.Fields(line)[2:] {
-			k, v, _ := strings.Cut(f, "=")
-			kv[k] = v
-		}
-		return &labCloud{API: kv["api"], RadSec: kv["radsec"], CA: kv["ca"], Code: kv["code"], Dir: dir}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("mxcloud not ready:\n%s", stderr.String())
-	}
-	return nil
+	c := startCloudProc(t, append([]string{"--dir", dir, "--mab", mab}, more...)...)
+	lab := c.lab
+	lab.Dir = dir
+	return &lab
 }
 
 func runEdgeCmd(t *testing.T, args ...string) (string, int) {

@@ -54,7 +54,7 @@ func (p *problems) decode(key string, in any, out reflect.Value) {
 		return
 	case prefixType:
 		s, _ := in.(string)
-		pfx, ok := parsePrefix(s)
+		pfx, ok := ParseClientAddress(s)
 		if !ok {
 			p.add(key, show(in)+" is not an IP address or CIDR prefix")
 			return
@@ -215,9 +215,11 @@ func toDuration(in any) (time.Duration, bool) {
 	return 0, false
 }
 
-// parsePrefix accepts an IP (a host prefix) or a CIDR prefix, masked.
-// IPv4-mapped IPv6 becomes IPv4 so that it matches unmapped source addresses.
-func parsePrefix(s string) (netip.Prefix, bool) {
+// ParseClientAddress accepts what radius.clients[].address takes: an IP (a
+// host prefix) or a CIDR prefix, masked. IPv4-mapped IPv6 becomes IPv4 so
+// that it matches unmapped source addresses. The cloud's client list goes
+// through it too.
+func ParseClientAddress(s string) (netip.Prefix, bool) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {

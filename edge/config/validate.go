@@ -16,7 +16,8 @@ import (
 // offline guessing from one captured packet.
 const minSecretLen = 16
 
-var vendors = []string{"cisco", "aruba", "juniper", "hpe", "paloalto", "generic"}
+// Vendors are the values radius.clients[].vendor takes.
+var Vendors = []string{"cisco", "aruba", "juniper", "hpe", "paloalto", "generic"}
 
 // validate checks values that decoded, and fills derived defaults
 // (client names, ports of cloud servers).
@@ -67,7 +68,7 @@ func (r *RADIUS) validate(p *problems) {
 			seen[cl.Address] = i
 		}
 		secret(p, key+".secret", cl.Secret)
-		oneOf(p, key+".vendor", cl.Vendor, vendors...)
+		oneOf(p, key+".vendor", cl.Vendor, Vendors...)
 		intRange(p, key+".coa_port", cl.CoAPort, 1, 65535)
 		if !cl.RequireMessageAuthenticator {
 			p.warn(key+".require_message_authenticator", "false leaves this client open to BlastRADIUS (CVE-2024-3596)")
