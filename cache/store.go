@@ -170,6 +170,22 @@ func (s *Store) Upsert(e Entry) error {
 	return s.update(func(w *wtx) error { return w.upsert(e) })
 }
 
+// UpsertMany stores entries as Upsert does, all in one transaction: one
+// fsync for the batch.
+func (s *Store) UpsertMany(entries []Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	return s.update(func(w *wtx) error {
+		for _, e := range entries {
+			if err := w.upsert(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // Delete removes one entry. Deleting a missing entry is not an error.
 func (s *Store) Delete(k Key) error {
 	key, err := encodeKey(k)

@@ -556,3 +556,17 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("Count %d past the bound", s.Count())
 	}
 }
+
+func TestUpsertMany(t *testing.T) {
+	s := mustOpen(t, "", Options{})
+	now := time.Now()
+	if err := s.UpsertMany([]Entry{mab(1, now), mab(2, now), mab(1, now)}); err != nil {
+		t.Fatal(err)
+	}
+	if s.Count() != 2 {
+		t.Fatalf("count %d, want 2 (one key given twice)", s.Count())
+	}
+	if _, ok, err := s.Lookup(mab(2, now).MAC, ""); !ok || err != nil {
+		t.Fatalf("lookup: %v %v", ok, err)
+	}
+}

@@ -3,6 +3,7 @@ package edge
 import (
 	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"sync"
 	"time"
@@ -59,13 +60,17 @@ type learner struct {
 	learned *prometheus.CounterVec
 	dropped prometheus.Counter
 	failed  prometheus.Counter
+
+	rmu    sync.Mutex
+	recent map[string]recentLearn // learned lately, by cache key
 }
 
 func newLearner(store *cache.Store, log *slog.Logger, reg prometheus.Registerer, now func() time.Time) *learner {
 	l := &learner{
 		store: store, log: log, now: now,
-		q:    make(chan cache.Entry, learnQueue),
-		done: make(chan struct{}),
+		q:      make(chan cache.Entry, learnQueue),
+		done:   make(chan struct{}),
+		recent: make(map[string]recentLearn),
 		learned: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mxedge_cache_learned_total",
 			Help: "Clients cached from cloud Access-Accepts on the proxy path, by auth type.",
@@ -87,30 +92,104 @@ func newLearner(store *cache.Store, log *slog.Logger, reg prometheus.Registerer,
 	return l
 }
 
+// learnBatch bounds the entries written in one transaction.
+const learnBatch = 256
+
 func (l *learner) run() {
 	defer close(l.done)
+	batch := make([]cache.Entry, 0, learnBatch)
 	for e := range l.q {
-		if err := l.store.Upsert(e); err != nil {
-			l.failed.Inc()
-			l.log.Warn("learned client not cached", "key", e.Key().String(), "err", err)
+		// Whatever queued up behind e goes in the same transaction.
+		batch = append(batch[:0], e)
+	more:
+		for len(batch) < learnBatch {
+			select {
+			case e, ok := <-l.q:
+				if !ok {
+					break more
+				}
+				batch = append(batch, e)
+			default:
+				break more
+			}
+		}
+		if err := l.store.UpsertMany(batch); err != nil {
+			l.failed.Add(float64(len(batch)))
+			l.log.Warn("learned clients not cached", "entries", len(batch), "err", err)
+			l.forget(batch)
 			continue
 		}
-		l.learned.WithLabelValues(e.AuthType).Inc()
-		l.log.Debug("client learned from cloud accept", "key", e.Key().String(), "auth_type", e.AuthType, "vlan", e.Authorization.VLAN)
+		for _, e := range batch {
+			l.learned.WithLabelValues(e.AuthType).Inc()
+			l.log.Debug("client learned from cloud accept", "key", e.Key().String(), "auth_type", e.AuthType, "vlan", e.Authorization.VLAN)
+		}
 	}
 }
 
-// offer queues e without blocking.
+// learnRefresh is how long a learned client with unchanged authorization
+// is not written again. Entries live days, so refreshing their start
+// every few minutes costs nothing in coverage, while writing on every
+// accept would put an fsync behind each one.
+const learnRefresh = 10 * time.Minute
+
+// maxRecent bounds the memory of recently learned clients.
+const maxRecent = 1 << 16
+
+type recentLearn struct {
+	at  time.Time
+	sig uint64
+}
+
+// fresh reports whether e was learned with the same authorization within
+// learnRefresh, and remembers it otherwise.
+func (l *learner) fresh(e *cache.Entry, now time.Time) bool {
+	k, sig := e.Key().String(), authSignature(&e.Authorization)
+	l.rmu.Lock()
+	defer l.rmu.Unlock()
+	if r, ok := l.recent[k]; ok && r.sig == sig && now.Sub(r.at) < learnRefresh {
+		return true
+	}
+	if len(l.recent) >= maxRecent {
+		clear(l.recent) // at worst a burst of rewrites, never unbounded
+	}
+	l.recent[k] = recentLearn{at: now, sig: sig}
+	return false
+}
+
+// forget drops entries that could not be written, so the next accept
+// tries again.
+func (l *learner) forget(batch []cache.Entry) {
+	l.rmu.Lock()
+	defer l.rmu.Unlock()
+	for i := range batch {
+		delete(l.recent, batch[i].Key().String())
+	}
+}
+
+func authSignature(a *cache.Authorization) uint64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s\x00%s\x00%d", a.VLAN, a.Role, a.SessionTimeout)
+	for _, at := range a.Attributes {
+		fmt.Fprintf(h, "\x00%s\x00%d\x00%d\x00%d\x00%s\x00%x", at.Name, at.Type, at.VendorID, at.VendorType, at.Value, at.Raw)
+	}
+	return h.Sum64()
+}
+
+// offer queues e without blocking, unless it was learned just now.
 func (l *learner) offer(e cache.Entry) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
 		return // shutting down: a request that outlived Shutdown's deadline
 	}
+	if l.fresh(&e, l.now()) {
+		return
+	}
 	select {
 	case l.q <- e:
 	default:
 		l.dropped.Inc()
+		l.forget([]cache.Entry{e}) // not written: the next accept tries again
 	}
 }
 

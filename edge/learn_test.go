@@ -2,6 +2,7 @@ package edge
 
 import (
 	"encoding/binary"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -174,13 +175,48 @@ func TestLearnOffSkipsHook(t *testing.T) {
 }
 
 // A full queue drops (and counts) instead of blocking the request.
+func testLearner(queue int, now func() time.Time) *learner {
+	return &learner{q: make(chan cache.Entry, queue), now: now, recent: map[string]recentLearn{},
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "d"})}
+}
+
 func TestLearnerDropsWhenFull(t *testing.T) {
-	l := &learner{q: make(chan cache.Entry, 2), dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "d"})}
-	for range 5 {
-		l.offer(cache.Entry{MAC: "020000000001", AuthType: cache.AuthMAB})
+	l := testLearner(2, time.Now)
+	for i := range 5 {
+		l.offer(cache.Entry{MAC: fmt.Sprintf("02000000000%d", i), AuthType: cache.AuthMAB})
 	}
 	if n := testutil.ToFloat64(l.dropped); n != 3 || len(l.q) != 2 {
 		t.Fatalf("dropped %v, queued %d; want 3 and 2", n, len(l.q))
+	}
+	// A dropped client is not remembered: its next accept is queued.
+	<-l.q
+	l.offer(cache.Entry{MAC: "020000000004", AuthType: cache.AuthMAB})
+	if len(l.q) != 2 {
+		t.Fatalf("queued %d after a drop and a retry, want 2", len(l.q))
+	}
+}
+
+// Repeated accepts of an unchanged client are written once per refresh
+// window; a changed authorization is written at once.
+func TestLearnerCoalescesRepeats(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	l := testLearner(16, func() time.Time { return now })
+	e := cache.Entry{MAC: "020000000001", AuthType: cache.AuthMAB, Authorization: cache.Authorization{VLAN: "41"}}
+	for range 5 {
+		l.offer(e)
+	}
+	if len(l.q) != 1 {
+		t.Fatalf("queued %d for 5 identical accepts, want 1", len(l.q))
+	}
+	e.Authorization.VLAN = "42"
+	l.offer(e)
+	if len(l.q) != 2 {
+		t.Fatalf("a changed VLAN was not queued (%d)", len(l.q))
+	}
+	now = now.Add(learnRefresh)
+	l.offer(e)
+	if len(l.q) != 3 {
+		t.Fatalf("not refreshed after %v (%d)", learnRefresh, len(l.q))
 	}
 }
 
