@@ -42,9 +42,7 @@ func (s *Store) AppendEvents(evs []Event) error {
 	for i := range evs {
 		ev := evs[i]
 		if ev.ID == "" {
-			var id [16]byte
-			_, _ = rand.Read(id[:]) // never fails (crypto/rand, Go 1.24+)
-			ev.ID = hex.EncodeToString(id[:])
+			ev.ID = newEventID(s.opts.Now())
 		}
 		if ev.Time.IsZero() {
 			ev.Time = s.opts.Now()
@@ -68,9 +66,8 @@ func (s *Store) AppendEvents(evs []Event) error {
 				if k == nil {
 					break
 				}
-				var o Event
-				if err := json.Unmarshal(old, &o); err == nil {
-					if err := idx.Delete([]byte(o.ID)); err != nil {
+				if id, err := eventID(old); err == nil {
+					if err := idx.Delete([]byte(id)); err != nil {
 						return err
 					}
 				}
@@ -157,18 +154,69 @@ type eventRecord struct {
 	Fields   map[string]string `json:"fields,omitempty"`
 }
 
+// newEventID returns a unique idempotency key that sorts by time: 8
+// octets of nanoseconds then 8 random ones, in hex. Time order keeps the
+// ID index append-only and its evictions at the front; random keys made
+// every commit of a full outbox rewrite pages all over the index.
+func newEventID(now time.Time) string {
+	var id [16]byte
+	binary.BigEndian.PutUint64(id[:8], uint64(now.UnixNano()))
+	_, _ = rand.Read(id[8:]) // never fails (crypto/rand, Go 1.24+)
+	return hex.EncodeToString(id[:])
+}
+
+// eventRecordV2 marks a record that starts with its idempotency ID
+// (uvarint length, then the ID) before the JSON. Evicting the oldest event
+// from a full outbox needs only the ID, and during a long outage that
+// happens on every append: decoding the JSON there made event writing most
+// of the daemon's CPU. Records without the mark are plain JSON.
+const eventRecordV2 = 0x01
+
 func encodeEvent(ev *Event) ([]byte, error) {
-	b, err := json.Marshal(eventRecord(*ev))
+	j, err := json.Marshal(eventRecord(*ev))
 	if err != nil {
 		return nil, fmt.Errorf("cache: encode event: %w", err)
 	}
-	return b, nil
+	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(ev.ID)+len(j))
+	b = append(b, eventRecordV2)
+	b = binary.AppendUvarint(b, uint64(len(ev.ID)))
+	b = append(b, ev.ID...)
+	return append(b, j...), nil
+}
+
+// splitEvent returns a record's ID prefix (empty for plain JSON) and JSON.
+func splitEvent(b []byte) (id string, js []byte, err error) {
+	if len(b) == 0 || b[0] != eventRecordV2 {
+		return "", b, nil
+	}
+	n, k := binary.Uvarint(b[1:])
+	if k <= 0 || n == 0 || uint64(len(b)-1-k) < n {
+		return "", nil, fmt.Errorf("cache: decode event: bad id prefix")
+	}
+	return string(b[1+k : 1+k+int(n)]), b[1+k+int(n):], nil
+}
+
+// eventID reads a record's idempotency ID without decoding its JSON.
+func eventID(b []byte) (string, error) {
+	id, js, err := splitEvent(b)
+	if err != nil || id != "" {
+		return id, err
+	}
+	ev, err := decodeEvent(js)
+	return ev.ID, err
 }
 
 func decodeEvent(b []byte) (Event, error) {
+	id, js, err := splitEvent(b)
+	if err != nil {
+		return Event{}, err
+	}
 	var r eventRecord
-	if err := json.Unmarshal(b, &r); err != nil {
+	if err := json.Unmarshal(js, &r); err != nil {
 		return Event{}, fmt.Errorf("cache: decode event: %w", err)
+	}
+	if id != "" && r.ID != id {
+		return Event{}, fmt.Errorf("cache: decode event: id prefix %q does not match record %q", id, r.ID)
 	}
 	if r.ID == "" {
 		return Event{}, fmt.Errorf("cache: decode event: no id")

@@ -132,3 +132,27 @@ func TestAppendEventsBatch(t *testing.T) {
 		t.Fatalf("outbox = %v (len %d)", ids, s.OutboxLen())
 	}
 }
+
+// A full outbox evicts by the record's ID prefix; plain-JSON records from
+// before the prefix still read.
+func TestEventRecordFormats(t *testing.T) {
+	ev := Event{ID: "abc", Type: "NAC Client Access Allowed", Fields: map[string]string{"vlan": "41"}}
+	b, err := encodeEvent(&ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := eventID(b); err != nil || id != "abc" {
+		t.Fatalf("eventID = %q, %v", id, err)
+	}
+	got, err := decodeEvent(b)
+	if err != nil || got.ID != "abc" || got.Fields["vlan"] != "41" {
+		t.Fatalf("decode = %+v, %v", got, err)
+	}
+	legacy := []byte(`{"id":"old","type":"x","time":"2026-01-01T00:00:00Z"}`)
+	if id, err := eventID(legacy); err != nil || id != "old" {
+		t.Fatalf("legacy eventID = %q, %v", id, err)
+	}
+	if _, err := decodeEvent(append([]byte{eventRecordV2, 9}, "ab"...)); err == nil {
+		t.Fatal("a truncated prefix decoded")
+	}
+}
