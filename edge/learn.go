@@ -12,6 +12,7 @@ import (
 
 	"github.com/mxedge/mxedge/cache"
 	"github.com/mxedge/mxedge/edge/config"
+	"github.com/mxedge/mxedge/edge/nac"
 	"github.com/mxedge/mxedge/proxy"
 	"github.com/mxedge/mxedge/proxy/packet"
 )
@@ -42,7 +43,6 @@ const (
 	attrFilterIDNum       = 11
 	attrSessionTimeoutNum = 27
 	attrClassNum          = 25
-	serviceTypeCallCheck  = 10
 	eapCodeResponse       = 2
 	maxTunnelTag          = 0x1F
 )
@@ -261,7 +261,7 @@ func learnedEntry(req *proxy.Request, reply []byte, now time.Time) (cache.Entry,
 		e.MAC, e.AuthType = mac, cache.AuthEAPTLS
 		e.Identity.UserName = string(user)
 	default:
-		mac, ok := mabMAC(req.Packet)
+		mac, ok := nac.MABAddress(req)
 		if !ok {
 			return cache.Entry{}, false
 		}
@@ -270,33 +270,6 @@ func learnedEntry(req *proxy.Request, reply []byte, now time.Time) (cache.Entry,
 	}
 	e.Authorization = authorizationOf(p)
 	return e, true
-}
-
-// mabMAC recognises MAB the way the local NAC does (edge/nac, mabMAC):
-// User-Name is the Calling-Station-Id's MAC, or Service-Type is Call-Check
-// with a MAC in Calling-Station-Id or User-Name. CHAP is left out, as
-// there: the local NAC would not answer it.
-func mabMAC(p *packet.Packet) (string, bool) {
-	if _, chap := p.Lookup(packet.AttrCHAPPassword); chap {
-		return "", false
-	}
-	user, _ := p.Lookup(packet.AttrUserName)
-	csid, _ := p.Lookup(packet.AttrCallingStationID)
-	userMAC, userOK := cache.NormalizeMAC(string(user))
-	csMAC, csOK := cache.NormalizeMAC(string(csid))
-	callCheck := false
-	if v, ok := p.Lookup(packet.AttrServiceType); ok && len(v) == 4 && binary.BigEndian.Uint32(v) == serviceTypeCallCheck {
-		callCheck = true
-	}
-	switch {
-	case userOK && csOK && userMAC == csMAC:
-		return userMAC, true
-	case callCheck && csOK && (len(user) == 0 || userOK && userMAC == csMAC):
-		return csMAC, true
-	case callCheck && userOK && len(csid) == 0:
-		return userMAC, true
-	}
-	return "", false
 }
 
 // eapMethod returns the method type of the EAP-Response the request

@@ -243,3 +243,6 @@ func FuzzLearnedEntry(f *testing.F) {
 		}
 	})
 }
+
+// serviceTypeCallCheck is Service-Type Call-Check (RFC 2865 §5.6).
+const serviceTypeCallCheck = 10

@@ -22,7 +22,7 @@ func (a *Authenticator) servePAP(req *proxy.Request) ([]byte, proxy.Outcome) {
 	p := req.Packet
 	user, _ := p.Lookup(packet.AttrUserName)
 	csid, _ := p.Lookup(packet.AttrCallingStationID)
-	mac, ok := mabMAC(req)
+	mac, ok := MABAddress(req)
 	if !ok {
 		return a.refusePassword(req, string(user), string(csid))
 	}
@@ -51,12 +51,14 @@ func (a *Authenticator) servePAP(req *proxy.Request) ([]byte, proxy.Outcome) {
 	return b, proxy.OutcomeLocal
 }
 
-// mabMAC recognises MAB and returns the client's MAC. The conventions
+// MABAddress recognises MAB and returns the client's MAC. The edge uses it
+// too, to learn MAB clients from the cloud's accepts by the same rule the
+// local NAC answers them. The conventions
 // (protocol-notes §6): User-Name is the Calling-Station-Id MAC in any
 // usual format, or Service-Type is Call-Check with a MAC in User-Name or
 // Calling-Station-Id; a User-Password, when present, must be the MAC too,
 // and CHAP is not MAB here (we would have to guess the NAS's format).
-func mabMAC(req *proxy.Request) (string, bool) {
+func MABAddress(req *proxy.Request) (string, bool) {
 	p := req.Packet
 	if _, chap := p.Lookup(packet.AttrCHAPPassword); chap {
 		return "", false
