@@ -37,9 +37,6 @@ type Options struct {
 	Config     *config.Config
 	Version    string
 	Stderr     io.Writer
-	// Ready, if set, is called once every listener is bound; tests use it
-	// instead of polling.
-	Ready func(a *App)
 }
 
 // App is a running edge.
@@ -161,9 +158,6 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	a.log.Info("mxedge ready", "version", opts.Version, "auth", cfg.RADIUS.AuthListen,
 		"acct", cfg.RADIUS.AcctListen, "clients", len(cfg.RADIUS.Clients),
 		"cloud", a.cloudRS.Servers, "metrics", cfg.Metrics.Listen)
-	if opts.Ready != nil {
-		opts.Ready(a)
-	}
 	go a.runWatchdog(ctx)
 	return a, nil
 }
