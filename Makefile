@@ -16,8 +16,8 @@ help: ## list targets
 
 # Debian packages the demo and the tests drive (real peers, not mocks), and
 # what the race detector and the packaging tests need.
-DEMO_PKGS := freeradius freeradius-utils eapoltest
-TEST_PKGS := $(DEMO_PKGS) radsecproxy openssl gcc lintian dpkg-dev systemd
+DEMO_PKGS := freeradius-utils eapoltest
+TEST_PKGS := $(DEMO_PKGS) freeradius radsecproxy openssl gcc lintian dpkg-dev systemd
 
 define install_missing
 	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
