@@ -20,7 +20,17 @@ import (
 
 func testConfig(t *testing.T) *config.Config {
 	t.Helper()
-	y := fmt.Sprintf(`state_dir: %s
+	cfg, err := config.Parse("test.yaml", []byte(testYAML(t, "cloud")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// testYAML is a minimal config on loopback :0 ports with one client and
+// survivability in mode; callers may append survivability keys.
+func testYAML(t *testing.T, mode string) string {
+	return fmt.Sprintf(`state_dir: %s
 metrics:
   listen: ""
 radius:
@@ -31,13 +41,8 @@ radius:
       address: 127.0.0.1
       secret: "a-long-enough-test-secret"
 survivability:
-  mode: cloud
-`, t.TempDir())
-	cfg, err := config.Parse("test.yaml", []byte(y))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+  mode: %s
+`, t.TempDir(), mode)
 }
 
 // The watchdog is pinged only after the daemon answered its own

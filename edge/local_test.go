@@ -131,19 +131,7 @@ func TestReloadBuildsLocalNAC(t *testing.T) {
 	dir := t.TempDir()
 	ca, _ := writePair(t, dir, "org-ca", "Org CA")
 	cert, key := writePair(t, dir, "eap", "eap.example")
-	base := fmt.Sprintf(`state_dir: %s
-metrics:
-  listen: ""
-radius:
-  auth_listen: ["127.0.0.1:0"]
-  acct_listen: ["127.0.0.1:0"]
-  clients:
-    - name: sw
-      address: 127.0.0.1
-      secret: "a-long-enough-test-secret"
-survivability:
-  mode: auto
-`, t.TempDir())
+	base := testYAML(t, "auto")
 	path := filepath.Join(dir, "config.yaml")
 	write := func(extra string) *config.Config {
 		if err := os.WriteFile(path, []byte(base+extra), 0o600); err != nil {

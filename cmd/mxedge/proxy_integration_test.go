@@ -199,17 +199,10 @@ func TestProxyRealPeers(t *testing.T) {
 	})
 
 	t.Run("failover when the first upstream stops", func(t *testing.T) {
-		var wg sync.WaitGroup
-		var res load.LoadResult
-		var lerr error
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res, lerr = load.RunLoad(ctxFor(t, 60*time.Second), load.LoadSpec{
-				Target: e.Auth, Secret: []byte(labSecret), Concurrency: 8, Count: 3000,
-				Duration: 40 * time.Second, Timeout: 5 * time.Second, MACs: loadMACs(64),
-			})
-		}()
+		wait := backgroundLoad(t, load.LoadSpec{
+			Target: e.Auth, Secret: []byte(labSecret), Concurrency: 8, Count: 3000,
+			Duration: 40 * time.Second, Timeout: 5 * time.Second, MACs: loadMACs(64),
+		})
 		// Stop the primary once traffic flows through it.
 		if !waitFor(20*time.Second, func() bool {
 			return e.metric(t, "mxedge_upstream_requests_total", nacA.RadSecAddr, `result="ok"`) > 200
@@ -217,10 +210,7 @@ func TestProxyRealPeers(t *testing.T) {
 			t.Fatal("no traffic reached the first upstream")
 		}
 		nacA.Stop()
-		wg.Wait()
-		if lerr != nil {
-			t.Fatal(lerr)
-		}
+		res := wait()
 		t.Logf("failover: %d sent, %d answered, %d lost, p99 %v", res.Sent, res.Answered, res.Lost, res.Quantile(0.99))
 		if res.Lost > 8 {
 			t.Fatalf("lost %d requests at failover; at most the 8 in flight may go", res.Lost)
@@ -295,23 +285,30 @@ func grepLines(s string, words ...string) string {
 // stream's end and returns what it measured.
 func pacedStream(t *testing.T, e *edgeProc, conc, count int) func() load.LoadResult {
 	t.Helper()
+	wait := backgroundLoad(t, load.LoadSpec{
+		Target: e.Auth, Secret: []byte(labSecret), Concurrency: conc, Count: count,
+		Duration: 60 * time.Second, Timeout: 5 * time.Second, MACs: loadMACs(64),
+		Pace: 10 * time.Millisecond,
+	})
+	if !waitFor(20*time.Second, func() bool {
+		return e.metric(t, "mxedge_upstream_requests_total", `result="ok"`) > 200
+	}) {
+		t.Fatal("the request stream did not reach the upstream")
+	}
+	return wait
+}
+
+// backgroundLoad runs spec in the background and returns a function that
+// waits for it and returns what it measured.
+func backgroundLoad(t *testing.T, spec load.LoadSpec) func() load.LoadResult {
 	var wg sync.WaitGroup
 	var res load.LoadResult
 	var lerr error
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		res, lerr = load.RunLoad(ctxFor(t, 90*time.Second), load.LoadSpec{
-			Target: e.Auth, Secret: []byte(labSecret), Concurrency: conc, Count: count,
-			Duration: 60 * time.Second, Timeout: 5 * time.Second, MACs: loadMACs(64),
-			Pace: 10 * time.Millisecond,
-		})
+		res, lerr = load.RunLoad(ctxFor(t, spec.Duration+30*time.Second), spec)
 	}()
-	if !waitFor(20*time.Second, func() bool {
-		return e.metric(t, "mxedge_upstream_requests_total", `result="ok"`) > 200
-	}) {
-		t.Fatal("the request stream did not reach the upstream")
-	}
 	return func() load.LoadResult {
 		wg.Wait()
 		if lerr != nil {
