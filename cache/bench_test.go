@@ -280,3 +280,48 @@ func reportRSS(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAppendEvents is the local NAC's event writer: batches of 1000
+// decisions, each with the fields a MAB accept carries, into an outbox
+// below its bound and into one at its bound, where each append evicts.
+func BenchmarkAppendEvents(b *testing.B) {
+	for _, full := range []bool{false, true} {
+		name := "below_bound"
+		if full {
+			name = "at_bound"
+		}
+		b.Run(name, func(b *testing.B) {
+			s, err := Open(filepath.Join(b.TempDir(), "c.db"), Options{MaxEvents: 20_000})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			batch := make([]Event, 1000)
+			fill := func() {
+				for i := range batch {
+					batch[i] = Event{Type: "NAC Client Access Allowed", MAC: macN(i), Identity: macN(i),
+						Fields: map[string]string{"auth_type": "mab", "nas": "lab-switch", "nas_vendor": "cisco",
+							"site": "lab", "calling_station": "AA-BB-CC-00-00-01", "vlan": "30", "source": "cache", "result": "accept"}}
+				}
+			}
+			if full {
+				for s.OutboxLen() < 20_000 {
+					fill()
+					if err := s.AppendEvents(batch); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ResetTimer()
+			for b.Loop() {
+				b.StopTimer()
+				fill()
+				b.StartTimer()
+				if err := s.AppendEvents(batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/event")
+		})
+	}
+}

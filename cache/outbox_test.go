@@ -156,3 +156,54 @@ func TestEventRecordFormats(t *testing.T) {
 		t.Fatal("a truncated prefix decoded")
 	}
 }
+
+// A batch into a full outbox evicts exactly as many of the oldest as it
+// adds, forgets their IDs, and counts them.
+func TestAppendEventsEvictsOldestInBatch(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		batch       []string
+		want        string
+		wantDropped int64
+	}{
+		{"two new", []string{"x", "y"}, "c,d,e,x,y", 2},
+		{"pending id skipped", []string{"e", "x"}, "b,c,d,e,x", 1},
+		{"bigger than the outbox", []string{"p", "q", "r", "s", "t", "u", "v"}, "r,s,t,u,v", 7},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := mustOpen(t, "", Options{MaxEvents: 5})
+			var first []Event
+			for _, id := range []string{"a", "b", "c", "d", "e"} {
+				first = append(first, Event{ID: id, Type: "t"})
+			}
+			if err := s.AppendEvents(first); err != nil {
+				t.Fatal(err)
+			}
+			var batch []Event
+			for _, id := range tc.batch {
+				batch = append(batch, Event{ID: id, Type: "t"})
+			}
+			if err := s.AppendEvents(batch); err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.PendingEvents(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, e := range got {
+				ids = append(ids, e.ID)
+			}
+			if strings.Join(ids, ",") != tc.want || s.OutboxLen() != 5 || s.Stats().EventsDropped != tc.wantDropped {
+				t.Fatalf("outbox %v len %d dropped %d; want %s, 5, %d", ids, s.OutboxLen(), s.Stats().EventsDropped, tc.want, tc.wantDropped)
+			}
+			// An evicted ID is forgotten: appending it again stores it.
+			if err := s.AppendEvent(Event{ID: "a", Type: "again"}); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := s.PendingEvents(0); got[len(got)-1].ID != "a" {
+				t.Fatalf("evicted id not appended again: %+v", got)
+			}
+		})
+	}
+}

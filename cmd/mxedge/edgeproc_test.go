@@ -97,6 +97,9 @@ type edgeConfig struct {
 	// NoClients leaves radius.clients out, so the cloud's config supplies
 	// them.
 	NoClients bool
+	// LogLevel is debug unless set: benchmarks run at the production
+	// default, info, so they measure answers rather than log lines.
+	LogLevel string
 }
 
 func (c edgeConfig) yaml(t testing.TB, auth, acct, metrics int) string {
@@ -110,6 +113,10 @@ func (c edgeConfig) yaml(t testing.TB, auth, acct, metrics int) string {
 	}
 	if mode == "" {
 		mode = "cloud"
+	}
+	level := c.LogLevel
+	if level == "" {
+		level = "debug"
 	}
 	var ups []string
 	for _, u := range c.Upstreams {
@@ -140,7 +147,7 @@ func (c edgeConfig) yaml(t testing.TB, auth, acct, metrics int) string {
 	}
 	return fmt.Sprintf(`state_dir: %s
 log:
-  level: debug
+  level: %s
 metrics:
   listen: 127.0.0.1:%d
 radius:
@@ -148,7 +155,7 @@ radius:
   acct_listen: ["127.0.0.1:%d"]
 %s%ssurvivability:
   mode: %s
-%s%s`, stateDir, metrics, auth, acct, clients,
+%s%s`, stateDir, level, metrics, auth, acct, clients,
 		cloud, mode, c.Survivability, c.Extra)
 }
 

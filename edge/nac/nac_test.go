@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -389,26 +391,32 @@ func TestMetricNames(t *testing.T) {
 	}
 }
 
-// batchStore also offers AppendEvents; the authenticator must use it.
+// batchStore is the fake's lookups over a real outbox, which offers
+// batched appends; the authenticator must use them.
 type batchStore struct {
 	*fakeStore
-	batches int
+	*cache.Store
+	batches atomic.Int32
 }
 
-func (b *batchStore) AppendEvents(evs []cache.Event) error {
-	b.mu.Lock()
-	b.batches++
-	b.mu.Unlock()
-	for _, ev := range evs {
-		b.fakeStore.AppendEvent(ev)
-	}
-	return nil
+func (b *batchStore) Lookup(mac, identity string) (cache.Entry, bool, error) {
+	return b.fakeStore.Lookup(mac, identity)
+}
+
+func (b *batchStore) AppendEncoded(evs []cache.EncodedEvent) error {
+	b.batches.Add(1)
+	return b.Store.AppendEncoded(evs)
 }
 
 func (b *batchStore) AppendEvent(cache.Event) error { panic("single append with a batch store") }
 
 func TestEventsBatched(t *testing.T) {
-	store := &batchStore{fakeStore: cachedStore()}
+	outbox, err := cache.Open(filepath.Join(t.TempDir(), "cache.db"), cache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outbox.Close()
+	store := &batchStore{fakeStore: cachedStore(), Store: outbox}
 	f := newFixtureStore(t, store)
 	for i := range 50 {
 		rp := f.serve(t, request(t, packet.CodeAccessRequest, uint8(i), nil,
@@ -418,8 +426,17 @@ func TestEventsBatched(t *testing.T) {
 		}
 	}
 	f.close(t)
-	if n := len(store.events); n != 50 || store.batches == 0 || store.batches > 50 {
-		t.Fatalf("%d events in %d batches", n, store.batches)
+	evs, err := outbox.PendingEvents(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, b := len(evs), store.batches.Load(); n != 50 || b == 0 || b > 50 {
+		t.Fatalf("%d events in %d batches", n, b)
+	}
+	for _, ev := range evs {
+		if ev.Type != nac.EventAllowed || ev.MAC != "aabbcc000001" || ev.Fields["auth_type"] != cache.AuthMAB {
+			t.Fatalf("stored %+v", ev)
+		}
 	}
 }
 

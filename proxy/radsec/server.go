@@ -121,7 +121,16 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		delay = 0
+		// A connection accepted as Shutdown began must not be added to
+		// the group Shutdown is already waiting on.
+		s.mu.Lock()
+		if s.closing.Load() {
+			s.mu.Unlock()
+			nc.Close()
+			return ErrServerClosed
+		}
 		s.wg.Add(1)
+		s.mu.Unlock()
 		go s.serveConn(nc)
 	}
 }

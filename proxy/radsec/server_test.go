@@ -175,9 +175,9 @@ func TestServerNoHeadOfLineBlocking(t *testing.T) {
 	if p, err := rc.read(); err != nil || p.ID != 1 {
 		t.Fatalf("second reply: %v %v", p, err)
 	}
-	if value(srv.m.panics) != 1 {
-		t.Fatalf("panics = %v", value(srv.m.panics))
-	}
+	// The panicking request runs concurrently with the others: its count
+	// may land after both replies.
+	waitFor(t, "one panic counted", func() bool { return value(srv.m.panics) == 1 })
 }
 
 func TestServerRequiresClientCert(t *testing.T) {
