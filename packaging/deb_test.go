@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -72,8 +73,9 @@ func repoRoot(t *testing.T) string {
 	return root
 }
 
-// placeholderBinary builds a tiny static linux/arch program standing in for
-// mxedge, with the same flags as deb.mk, so the packaging tests do not depend
+// placeholderBinary builds a tiny linux/arch program standing in for
+// mxedge, with the same flags as deb.mk (cgo for the host's arch, static
+// for the others), so the packaging tests do not depend
 // on the daemon compiling. `make deb` packages the real one.
 func placeholderBinary(t *testing.T, dir, arch string) string {
 	t.Helper()
@@ -91,6 +93,17 @@ func placeholderBinary(t *testing.T, dir, arch string) string {
 		}
 	}
 	out := filepath.Join(dir, "linux_"+arch, "mxedge")
+	if arch == runtime.GOARCH {
+		// The host's package is a cgo build, dynamic and hardened.
+		cgo := "package main\n\n// #include <stdlib.h>\nimport \"C\"\n\nvar _ = C.free\n"
+		if err := os.WriteFile(filepath.Join(src, "cgo.go"), []byte(cgo), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		run(t, src, []string{"GOOS=linux", "GOARCH=" + arch, "CGO_ENABLED=1", "GOWORK=off", "GOFLAGS=-mod=mod"},
+			"go", "build", "-trimpath", "-buildmode=pie",
+			"-ldflags", "-s -w -X main.version="+testVersion+" -extldflags '-Wl,-z,relro -Wl,-z,now'", "-o", out, ".")
+		return out
+	}
 	run(t, src, []string{"GOOS=linux", "GOARCH=" + arch, "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=-mod=mod"},
 		"go", "build", "-trimpath", "-ldflags", "-s -w -X main.version="+testVersion, "-o", out, ".")
 	return out
@@ -136,7 +149,8 @@ func checkInfo(t *testing.T, deb, arch string) {
 		"Package":      "mxedge",
 		"Version":      testDebVersion,
 		"Architecture": arch,
-		"Depends":      "adduser",
+		"Depends":      "adduser, libc6",
+		"Recommends":   "libssl3 | libssl3t64",
 		"Maintainer":   maintainer,
 		"Section":      "net",
 	}

@@ -5,7 +5,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -211,6 +213,39 @@ func TestLocalNACMAB(t *testing.T) {
 	})
 	if got := e.metric(t, "mxedge_nac_decisions_total", `auth_type="mab"`); got != 3 {
 		t.Errorf("MAB decisions %v, want 3", got)
+	}
+}
+
+// TestLocalNACEAPTLSRSAServerKey runs eapol_test (OpenSSL on the other
+// side) against an RSA-2048 EAP server key, which signs through libcrypto
+// when the build and the machine have it: its signatures must verify and
+// the MPPE keys match in TLS 1.2 (PKCS #1 v1.5 or PSS) and 1.3 (PSS).
+func TestLocalNACEAPTLSRSAServerKey(t *testing.T) {
+	peers.RequireBin(t, "eapol_test")
+	p := labPKI(t)
+	e, _ := startLocalEdge(t, p, p.EAPServerRSA)
+	for _, tls13 := range []bool{false, true} {
+		res, err := peers.EAPOLTest(ctxFor(t, 30*time.Second), e.Auth, labSecret, peers.EAPTLS{
+			Identity: "anonymous@example.org", CACert: p.RootFile,
+			ClientCert: p.User.Chain, PrivateKey: p.User.Key,
+			TLS13: tls13, CallingStationID: localCachedMAC,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Success || res.MPPEOK != 1 || res.MPPEMismatch != 0 || res.VLAN() != localCachedVLAN {
+			t.Fatalf("TLS 1.3 %v: success=%v MPPE ok=%d mismatch=%d VLAN %q\n%s", tls13, res.Success, res.MPPEOK, res.MPPEMismatch, res.VLAN(), tailString(res.Output, 40))
+		}
+	}
+	log := e.Log()
+	switch {
+	case strings.Contains(log, "EAP server RSA key signs through libcrypto"):
+	case os.Getenv("CI") != "":
+		// CI installs libssl3 and builds with cgo: the fast path must be
+		// the one tested.
+		t.Fatalf("the RSA key did not sign through libcrypto:\n%s", tailString(log, 20))
+	default:
+		t.Log("the RSA key signed in Go (no cgo or no libcrypto.so.3 here)")
 	}
 }
 

@@ -2,10 +2,13 @@ package eaptls
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -19,6 +22,27 @@ type Trust struct {
 	hasInter      bool
 	revoked       map[revKey]struct{}
 	crlNextUpdate time.Time // earliest NextUpdate among loaded CRLs (zero if none)
+
+	// verified remembers chains this Trust has built, by the exact
+	// certificates the peer sent. Building one checks a signature per
+	// link, a quarter of an ECDSA authentication's CPU, and a campus's
+	// devices present the same certificates day after day. A hit still
+	// checks every date in the chain and every serial against the CRLs;
+	// the handshake's own signature is always checked.
+	mu          sync.Mutex
+	verified    map[[sha256.Size]byte]verifiedChain
+	maxVerified int
+}
+
+// defaultMaxVerified bounds the verified-chain cache. Only certificates
+// that chain to the org CA get in, so filling it takes that many valid
+// certificates; when full, an arbitrary entry makes room.
+const defaultMaxVerified = 4096
+
+type verifiedChain struct {
+	chain     []*x509.Certificate
+	notBefore time.Time // latest NotBefore in the chain
+	notAfter  time.Time // earliest NotAfter in the chain
 }
 
 // revKey identifies a certificate the way a CRL does: issuer name and
@@ -40,6 +64,8 @@ func NewTrust(roots, intermediates []*x509.Certificate, crls ...[]byte) (*Trust,
 		intermediates: x509.NewCertPool(),
 		hasInter:      len(intermediates) > 0,
 		revoked:       make(map[revKey]struct{}),
+		verified:      make(map[[sha256.Size]byte]verifiedChain),
+		maxVerified:   defaultMaxVerified,
 	}
 	for _, c := range roots {
 		t.roots.AddCert(c)
@@ -135,6 +161,45 @@ func (t *Trust) Verify(peer []*x509.Certificate, now time.Time) ([]*x509.Certifi
 	if now.Before(leaf.NotBefore) {
 		return nil, withReason(ReasonCertNotYetValid, fmt.Errorf("certificate %q not valid before %s", leaf.Subject, leaf.NotBefore.UTC().Format(time.RFC3339)))
 	}
+	key := peerKey(peer)
+	t.mu.Lock()
+	v, hit := t.verified[key]
+	t.mu.Unlock()
+	if !hit || now.Before(v.notBefore) || now.After(v.notAfter) {
+		chain, err := t.buildChain(peer, now)
+		if err != nil {
+			return nil, err
+		}
+		v = verifiedChain{chain: chain, notBefore: chain[0].NotBefore, notAfter: chain[0].NotAfter}
+		for _, c := range chain[1:] {
+			if c.NotBefore.After(v.notBefore) {
+				v.notBefore = c.NotBefore
+			}
+			if c.NotAfter.Before(v.notAfter) {
+				v.notAfter = c.NotAfter
+			}
+		}
+		t.mu.Lock()
+		if len(t.verified) >= t.maxVerified {
+			for k := range t.verified {
+				delete(t.verified, k)
+				break
+			}
+		}
+		t.verified[key] = v
+		t.mu.Unlock()
+	}
+	for _, c := range v.chain[:len(v.chain)-1] {
+		if _, ok := t.revoked[revKey{string(c.RawIssuer), c.SerialNumber.String()}]; ok {
+			return nil, withReason(ReasonCertRevoked, fmt.Errorf("certificate %q serial %s is revoked", c.Subject, c.SerialNumber))
+		}
+	}
+	return v.chain, nil
+}
+
+// buildChain verifies peer against the trust anchors at now.
+func (t *Trust) buildChain(peer []*x509.Certificate, now time.Time) ([]*x509.Certificate, error) {
+	leaf := peer[0]
 	inter := t.intermediates
 	if len(peer) > 1 {
 		inter = t.intermediates.Clone()
@@ -151,13 +216,21 @@ func (t *Trust) Verify(peer []*x509.Certificate, now time.Time) ([]*x509.Certifi
 	if err != nil {
 		return nil, withReason(classify(err, now), err)
 	}
-	chain := chains[0]
-	for _, c := range chain[:len(chain)-1] {
-		if _, ok := t.revoked[revKey{string(c.RawIssuer), c.SerialNumber.String()}]; ok {
-			return nil, withReason(ReasonCertRevoked, fmt.Errorf("certificate %q serial %s is revoked", c.Subject, c.SerialNumber))
-		}
+	return chains[0], nil
+}
+
+// peerKey identifies the exact certificates a peer sent, in order.
+func peerKey(peer []*x509.Certificate) [sha256.Size]byte {
+	h := sha256.New()
+	var n [4]byte
+	for _, c := range peer {
+		binary.BigEndian.PutUint32(n[:], uint32(len(c.Raw)))
+		h.Write(n[:])
+		h.Write(c.Raw)
 	}
-	return chain, nil
+	var k [sha256.Size]byte
+	h.Sum(k[:0])
+	return k
 }
 
 func classify(err error, now time.Time) Reason {
