@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mxedge/mxedge/edge/config"
+	"github.com/mxedge/mxedge/proxy"
 	"github.com/mxedge/mxedge/proxy/radsec"
 )
 
@@ -107,3 +108,39 @@ func TestRouterWithoutCloud(t *testing.T) {
 		t.Fatalf("decide = %s %s", p, why)
 	}
 }
+
+type inlineLocal struct {
+	proxy.HandlerFunc
+	inline bool
+}
+
+func (h inlineLocal) Inline(*proxy.Request) bool { return h.inline }
+
+// Only what the local NAC answers from memory is served inline; the cloud
+// path waits on a round trip and never is.
+func TestRouterInline(t *testing.T) {
+	req := &proxy.Request{}
+	r := newRouter(slog.New(slog.DiscardHandler), prometheus.NewRegistry(), nil)
+	if r.Inline(req) {
+		t.Fatal("inline with no path at all")
+	}
+	r.setLocal(proxy.HandlerFunc(func(context.Context, *proxy.Request) ([]byte, proxy.Outcome) { return nil, "" }))
+	if r.Inline(req) {
+		t.Fatal("inline with a local handler that cannot say")
+	}
+	for _, in := range []bool{true, false} {
+		r.setLocal(inlineLocal{inline: in})
+		if got := r.Inline(req); got != in {
+			t.Fatalf("local NAC says %v, router says %v", in, got)
+		}
+	}
+	r.setCloud(&healthyUpstream{})
+	r.forced.Store("cloud")
+	if r.Inline(req) {
+		t.Fatal("cloud path served inline")
+	}
+}
+
+type healthyUpstream struct{ proxy.Exchanger }
+
+func (*healthyUpstream) Healthy() bool { return true }

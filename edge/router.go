@@ -122,6 +122,26 @@ func (r *Router) decide(req *proxy.Request) (Path, string) {
 	}
 }
 
+// inliner is a handler that can say a request is answered from memory.
+type inliner interface {
+	Inline(*proxy.Request) bool
+}
+
+// Inline tells the UDP server which requests the router answers without
+// waiting: those the local NAC answers from memory. Cloud requests wait
+// on the RadSec round trip and go to a worker.
+func (r *Router) Inline(req *proxy.Request) bool {
+	if path, _ := r.decide(req); path != PathLocal {
+		return false
+	}
+	lb := r.local.Load()
+	if lb == nil {
+		return false
+	}
+	in, ok := lb.h.(inliner)
+	return ok && in.Inline(req)
+}
+
 // ServeRADIUS routes one request.
 func (r *Router) ServeRADIUS(ctx context.Context, req *proxy.Request) ([]byte, proxy.Outcome) {
 	path, why := r.decide(req)

@@ -78,6 +78,13 @@ func (a *Authenticator) Close(ctx context.Context) error {
 	}
 }
 
+// Inline reports whether req is answered from memory on the caller's
+// goroutine: everything but EAP, whose TLS engine runs on its own
+// goroutine and may take a millisecond of CPU per step.
+func (a *Authenticator) Inline(req *proxy.Request) bool {
+	return req.Packet.Count(packet.AttrEAPMessage) == 0
+}
+
 // ServeRADIUS answers one request from a NAS.
 func (a *Authenticator) ServeRADIUS(_ context.Context, req *proxy.Request) ([]byte, proxy.Outcome) {
 	p := req.Packet

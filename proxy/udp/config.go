@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,7 +49,12 @@ type Config struct {
 	// MaxInFlight bounds requests handled at once; beyond it, new
 	// requests are dropped (the NAS will retransmit).
 	MaxInFlight int
-	Now         func() time.Time
+	// Readers is how many goroutines read each socket (default
+	// GOMAXPROCS). With an Inliner handler they also answer what it
+	// takes inline, so more than one keeps the socket read while one
+	// answers.
+	Readers int
+	Now     func() time.Time
 }
 
 func (c *Config) validate() error {
@@ -62,8 +68,8 @@ func (c *Config) validate() error {
 	if c.Kind != Auth && c.Kind != Acct {
 		errs = append(errs, fmt.Errorf("udp: Config.Kind %q is neither %q nor %q", c.Kind, Auth, Acct))
 	}
-	if c.DuplicateWindow < 0 || c.MaxDuplicates < 0 || c.MaxInFlight < 0 {
-		errs = append(errs, errors.New("udp: negative DuplicateWindow, MaxDuplicates or MaxInFlight"))
+	if c.DuplicateWindow < 0 || c.MaxDuplicates < 0 || c.MaxInFlight < 0 || c.Readers < 0 {
+		errs = append(errs, errors.New("udp: negative DuplicateWindow, MaxDuplicates, MaxInFlight or Readers"))
 	}
 	return errors.Join(errs...)
 }
@@ -83,6 +89,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.Readers == 0 {
+		c.Readers = runtime.GOMAXPROCS(0)
 	}
 	if c.Now == nil {
 		c.Now = time.Now
