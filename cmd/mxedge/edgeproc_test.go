@@ -240,7 +240,7 @@ func (e *edgeProc) stop() {
 
 // metric returns the sum of a metric's samples whose label set contains
 // every label in match, scraped from /metrics.
-func (e *edgeProc) metric(t *testing.T, name string, match ...string) float64 {
+func (e *edgeProc) metric(t testing.TB, name string, match ...string) float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + e.Metrics + "/metrics")
 	if err != nil {

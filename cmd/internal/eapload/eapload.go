@@ -102,6 +102,11 @@ func RunEAPTLS(ctx context.Context, spec Spec) (Result, error) {
 		Certificates: []tls.Certificate{spec.ClientCert},
 		RootCAs:      spec.RootCAs,
 		ServerName:   spec.ServerName,
+		// The groups OpenSSL 3.0's supplicants offer first. Go would
+		// offer X25519MLKEM768 first, which mxedge accepts and FreeRADIUS
+		// on OpenSSL 3.0 cannot: the two servers would do different key
+		// exchanges, and the field's laptops do the classical one today.
+		CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256},
 	}
 	var (
 		started atomic.Int64
