@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"hash/fnv"
@@ -121,7 +122,9 @@ func (l *learner) run() {
 		}
 		for _, e := range batch {
 			l.learned.WithLabelValues(e.AuthType).Inc()
-			l.log.Debug("client learned from cloud accept", "key", e.Key().String(), "auth_type", e.AuthType, "vlan", e.Authorization.VLAN)
+			if l.log.Enabled(context.Background(), slog.LevelDebug) {
+				l.log.Debug("client learned from cloud accept", "key", e.Key().String(), "auth_type", e.AuthType, "vlan", e.Authorization.VLAN)
+			}
 		}
 	}
 }

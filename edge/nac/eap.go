@@ -135,7 +135,9 @@ func (a *Authenticator) eapFailure(req *proxy.Request, msg []byte, why string) (
 		return a.drop("encode", err)
 	}
 	a.m.decisions.WithLabelValues(cache.AuthEAPTLS, "reject", sourceNone).Inc()
-	a.log.Debug("local EAP rejected", "client", req.Client.Name, "reason", why)
+	if a.debug() {
+		a.log.Debug("local EAP rejected", "client", req.Client.Name, "reason", why)
+	}
 	return b, proxy.OutcomeLocal
 }
 
@@ -228,8 +230,10 @@ func (a *Authenticator) finishEAP(req *proxy.Request, reply eaptls.Reply) ([]byt
 	ev.Fields["tls_version"] = tlsVersion(res.Version)
 	a.emit(ev)
 	a.m.decisions.WithLabelValues(cache.AuthEAPTLS, "accept", source).Inc()
-	a.log.Debug("local EAP-TLS accepted", "client", req.Client.Name, "mac", ev.MAC,
-		"identity", ev.Identity, "source", source, "vlan", az.VLAN)
+	if a.debug() {
+		a.log.Debug("local EAP-TLS accepted", "client", req.Client.Name, "mac", ev.MAC,
+			"identity", ev.Identity, "source", source, "vlan", az.VLAN)
+	}
 	return b, proxy.OutcomeLocal
 }
 

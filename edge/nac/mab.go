@@ -47,7 +47,9 @@ func (a *Authenticator) servePAP(req *proxy.Request) ([]byte, proxy.Outcome) {
 	fillAllowed(ev.Fields, az, source)
 	a.emit(ev)
 	a.m.decisions.WithLabelValues(cache.AuthMAB, "accept", source).Inc()
-	a.log.Debug("local MAB accepted", "client", req.Client.Name, "mac", mac, "source", source, "vlan", az.VLAN)
+	if a.debug() {
+		a.log.Debug("local MAB accepted", "client", req.Client.Name, "mac", mac, "source", source, "vlan", az.VLAN)
+	}
 	return b, proxy.OutcomeLocal
 }
 

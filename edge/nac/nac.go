@@ -85,6 +85,12 @@ func (a *Authenticator) Inline(req *proxy.Request) bool {
 	return req.Packet.Count(packet.AttrEAPMessage) == 0
 }
 
+// debug reports whether debug lines are logged. Building a line's
+// arguments allocates even when the level is off, once per decision.
+func (a *Authenticator) debug() bool {
+	return a.log.Enabled(context.Background(), slog.LevelDebug)
+}
+
 // ServeRADIUS answers one request from a NAS.
 func (a *Authenticator) ServeRADIUS(_ context.Context, req *proxy.Request) ([]byte, proxy.Outcome) {
 	p := req.Packet

@@ -2,12 +2,14 @@ package eaptls
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -430,8 +432,10 @@ func (s *Session) finish(o Outcome, r Reason, err error) {
 	if o != Accept {
 		lvl = "reject"
 	}
-	s.srv.cfg.Logger.Debug("eap-tls conversation ended", "outcome", lvl, "reason", string(r),
-		"identity", s.identity, "rounds", s.rounds, "err", err)
+	if log := s.srv.cfg.Logger; log.Enabled(context.Background(), slog.LevelDebug) {
+		log.Debug("eap-tls conversation ended", "outcome", lvl, "reason", string(r),
+			"identity", s.identity, "rounds", s.rounds, "err", err)
+	}
 }
 
 // final encodes Success or Failure. Its identifier is the Response's
