@@ -3,6 +3,7 @@ package cache
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -17,6 +18,18 @@ func appendEventJSON(b []byte, ev *Event) ([]byte, error) {
 		j, err := json.Marshal(eventRecord(*ev))
 		return append(b, j...), err
 	}
+	var buf [16]Field
+	fields := buf[:0]
+	for k, v := range ev.Fields {
+		fields = append(fields, Field{k, v})
+	}
+	slices.SortFunc(fields, func(a, b Field) int { return strings.Compare(a.Key, b.Key) })
+	return appendEventFieldsJSON(b, ev, fields), nil
+}
+
+// appendEventFieldsJSON appends ev with fields, in their order, in place
+// of ev.Fields. Keys must be unique; the time's year within 0-9999.
+func appendEventFieldsJSON(b []byte, ev *Event, fields []Field) []byte {
 	b = append(b, `{"id":`...)
 	b = appendJSONString(b, ev.ID)
 	b = append(b, `,"type":`...)
@@ -36,25 +49,19 @@ func appendEventJSON(b []byte, ev *Event) ([]byte, error) {
 		b = append(b, `,"reason":`...)
 		b = appendJSONString(b, ev.Reason)
 	}
-	if len(ev.Fields) > 0 {
-		var buf [16]string
-		keys := buf[:0]
-		for k := range ev.Fields {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
+	if len(fields) > 0 {
 		b = append(b, `,"fields":{`...)
-		for i, k := range keys {
+		for i, f := range fields {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, k)
+			b = appendJSONString(b, f.Key)
 			b = append(b, ':')
-			b = appendJSONString(b, ev.Fields[k])
+			b = appendJSONString(b, f.Value)
 		}
 		b = append(b, '}')
 	}
-	return append(b, '}'), nil
+	return append(b, '}')
 }
 
 const hexDigits = "0123456789abcdef"

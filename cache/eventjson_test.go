@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"testing"
 	"time"
 )
@@ -50,4 +51,30 @@ func FuzzEventJSON(f *testing.F) {
 			t.Fatalf("\n got %s\nwant %s", got, want)
 		}
 	})
+}
+
+// A list of fields encodes to the record a map of them would, up to the
+// fields' order, and reads back the same.
+func TestEncodeEventFields(t *testing.T) {
+	s := mustOpen(t, "", Options{})
+	fields := []Field{{"nas", "sw1"}, {"auth_type", "mab"}, {"vlan", "<30>"}, {"empty", ""}}
+	ev := Event{Type: "NAC Client Access Allowed", MAC: "aabbcc000001", Identity: "aabbcc000001"}
+	enc, err := s.EncodeEventFields(ev, fields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendEncoded([]EncodedEvent{enc}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.PendingEvents(0)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("%v %v", got, err)
+	}
+	want := map[string]string{"nas": "sw1", "auth_type": "mab", "vlan": "<30>", "empty": ""}
+	if g := got[0]; g.Type != ev.Type || g.MAC != ev.MAC || g.ID == "" || g.Time.IsZero() || !maps.Equal(g.Fields, want) {
+		t.Fatalf("read back %+v", g)
+	}
+	if _, err := s.EncodeEventFields(Event{ID: "x", Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}, nil); err == nil {
+		t.Fatal("year 10000 encoded")
+	}
 }

@@ -69,6 +69,36 @@ func (s *Store) EncodeEvent(ev Event) (EncodedEvent, error) {
 	return EncodedEvent{id: ev.ID, rec: rec}, nil
 }
 
+// Field is one of an event's fields, for EncodeEventFields.
+type Field struct {
+	Key, Value string
+}
+
+// EncodeEventFields is EncodeEvent with the fields given as a list, in
+// place of ev.Fields: a writer logging every decision builds a short list
+// without a map to allocate, hash and sort. Keys must be unique.
+func (s *Store) EncodeEventFields(ev Event, fields []Field) (EncodedEvent, error) {
+	if ev.ID == "" {
+		ev.ID = newEventID(s.opts.Now())
+	}
+	if ev.Time.IsZero() {
+		ev.Time = s.opts.Now()
+	}
+	if y := ev.Time.Year(); y < 0 || y > 9999 {
+		return EncodedEvent{}, fmt.Errorf("cache: encode event: time %s out of range", ev.Time)
+	}
+	size := 1 + binary.MaxVarintLen64 + 2*len(ev.ID) + len(ev.Type) + len(ev.MAC) + len(ev.Identity) + len(ev.Reason) + 96
+	for _, f := range fields {
+		size += len(f.Key) + len(f.Value) + 6
+	}
+	b := make([]byte, 0, size)
+	b = append(b, eventRecordV2)
+	b = binary.AppendUvarint(b, uint64(len(ev.ID)))
+	b = append(b, ev.ID...)
+	b = appendEventFieldsJSON(b, &ev, fields)
+	return EncodedEvent{id: ev.ID, rec: b}, nil
+}
+
 // AppendEncoded is AppendEvents for events already encoded.
 func (s *Store) AppendEncoded(evs []EncodedEvent) error {
 	if len(evs) == 0 {

@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
+	"strconv"
 
 	"github.com/mxedge/mxedge/cache"
 	"github.com/mxedge/mxedge/edge/nac/eap"
@@ -147,42 +147,39 @@ func (a *Authenticator) finishEAP(req *proxy.Request, reply eaptls.Reply) ([]byt
 	res := reply.Result
 	csid, _ := req.Packet.Lookup(packet.AttrCallingStationID)
 	mac, macOK := cache.NormalizeMAC(string(csid))
-	ev := cache.Event{
-		MAC:      mac,
-		Identity: res.Identity,
-		Fields:   nasFields(req, cache.AuthEAPTLS, string(csid)),
-	}
-	ev.Fields["outer_identity"] = res.Identity
+	ev := cache.Event{MAC: mac, Identity: res.Identity}
+	f := nasFields(req, cache.AuthEAPTLS, string(csid))
+	f.set("outer_identity", res.Identity)
 	if !macOK {
 		ev.MAC = string(csid)
 	}
 	if leaf := res.Leaf(); leaf != nil {
 		id := certIdentity(leaf)
 		ev.Identity = id.Key()
-		ev.Fields["cert_cn"] = id.CN
-		ev.Fields["cert_serial"] = id.Serial
-		ev.Fields["cert_issuer"] = id.Issuer
+		f.set("cert_cn", id.CN)
+		f.set("cert_serial", id.Serial)
+		f.set("cert_issuer", id.Issuer)
 	}
 
 	if reply.Outcome == eaptls.Reject {
 		reason := string(res.Reason)
 		ev.Reason = reason
-		ev.Fields["reason"] = reason
+		f.set("reason", reason)
 		if res.Err != nil {
-			ev.Fields["detail"] = res.Err.Error()
+			f.set("detail", res.Err.Error())
 		}
 		if t := certEvent(res.Reason); t != "" {
 			e := ev
-			e.Type, e.Fields = t, maps.Clone(ev.Fields) // the writer reads it while we go on
-			a.emit(e)
+			e.Type = t
+			a.emit(e, f)
 		}
 		if res.Reason == eaptls.ReasonPasswordMethodRefused {
 			ev.Reason = reasonPassword
-			ev.Fields["reason"] = reasonPassword
+			f.set("reason", reasonPassword)
 		}
 		ev.Type = EventDenied
-		ev.Fields["result"] = "reject"
-		a.emit(ev)
+		f.set("result", "reject")
+		a.emit(ev, f)
 		a.m.decisions.WithLabelValues(cache.AuthEAPTLS, "reject", sourceNone).Inc()
 		a.log.Info("local EAP-TLS rejected", "client", req.Client.Name, "mac", ev.MAC,
 			"identity", ev.Identity, "reason", reason, "err", res.Err)
@@ -223,12 +220,12 @@ func (a *Authenticator) finishEAP(req *proxy.Request, reply eaptls.Reply) ([]byt
 		a.log.Warn("cached attributes not sent", "mac", mac, "identity", ev.Identity, "attributes", skipped)
 	}
 	e := ev
-	e.Type, e.Fields = EventCertValid, maps.Clone(ev.Fields) // the writer reads it while we go on
-	a.emit(e)
+	e.Type = EventCertValid
+	a.emit(e, f)
 	ev.Type = EventAllowed
-	fillAllowed(ev.Fields, az, source)
-	ev.Fields["tls_version"] = tlsVersion(res.Version)
-	a.emit(ev)
+	fillAllowed(&f, az, source)
+	f.set("tls_version", tlsVersion(res.Version))
+	a.emit(ev, f)
 	a.m.decisions.WithLabelValues(cache.AuthEAPTLS, "accept", source).Inc()
 	if a.debug() {
 		a.log.Debug("local EAP-TLS accepted", "client", req.Client.Name, "mac", ev.MAC,
@@ -237,13 +234,13 @@ func (a *Authenticator) finishEAP(req *proxy.Request, reply eaptls.Reply) ([]byt
 	return b, proxy.OutcomeLocal
 }
 
-func fillAllowed(f map[string]string, az cache.Authorization, source string) {
-	f["result"] = "accept"
-	f["source"] = source
-	f["cache_hit"] = fmt.Sprint(source == sourceCache)
-	f["vlan"] = az.VLAN
+func fillAllowed(f *fields, az cache.Authorization, source string) {
+	f.set("result", "accept")
+	f.set("source", source)
+	f.set("cache_hit", strconv.FormatBool(source == sourceCache))
+	f.set("vlan", az.VLAN)
 	if az.Role != "" {
-		f["role"] = az.Role
+		f.set("role", az.Role)
 	}
 }
 

@@ -43,9 +43,9 @@ func (a *Authenticator) servePAP(req *proxy.Request) ([]byte, proxy.Outcome) {
 	if len(skipped) > 0 {
 		a.log.Warn("cached attributes not sent", "mac", mac, "attributes", skipped)
 	}
-	ev := cache.Event{Type: EventAllowed, MAC: mac, Identity: string(user), Fields: nasFields(req, cache.AuthMAB, string(csid))}
-	fillAllowed(ev.Fields, az, source)
-	a.emit(ev)
+	f := nasFields(req, cache.AuthMAB, string(csid))
+	fillAllowed(&f, az, source)
+	a.emit(cache.Event{Type: EventAllowed, MAC: mac, Identity: string(user)}, f)
 	a.m.decisions.WithLabelValues(cache.AuthMAB, "accept", source).Inc()
 	if a.debug() {
 		a.log.Debug("local MAB accepted", "client", req.Client.Name, "mac", mac, "source", source, "vlan", az.VLAN)
@@ -108,21 +108,48 @@ func (a *Authenticator) refusePassword(req *proxy.Request, user, csid string) ([
 		mac = csid
 	}
 	f := nasFields(req, authPassword, csid)
-	f["reason"], f["result"] = reasonPassword, "reject"
-	a.emit(cache.Event{Type: EventDenied, MAC: mac, Identity: user, Reason: reasonPassword, Fields: f})
+	f.set("reason", reasonPassword)
+	f.set("result", "reject")
+	a.emit(cache.Event{Type: EventDenied, MAC: mac, Identity: user, Reason: reasonPassword}, f)
 	a.m.decisions.WithLabelValues(authPassword, "reject", sourceNone).Inc()
 	a.log.Info("password method refused offline", "client", req.Client.Name, "user", user)
 	return b, proxy.OutcomeLocal
 }
 
+// fields are an event's fields in the order they were set: a decision
+// builds a dozen of them, and a map cost an allocation, hashing and, to
+// encode, a sort, on every local answer.
+type fields []cache.Field
+
+// set adds k or replaces its value.
+func (f *fields) set(k, v string) {
+	for i := range *f {
+		if (*f)[i].Key == k {
+			(*f)[i].Value = v
+			return
+		}
+	}
+	*f = append(*f, cache.Field{Key: k, Value: v})
+}
+
+// toMap is f as an Event's Fields, for a store that takes events whole.
+func (f fields) toMap() map[string]string {
+	m := make(map[string]string, len(f))
+	for _, kv := range f {
+		m[kv.Key] = kv.Value
+	}
+	return m
+}
+
 // nasFields starts an event's fields with who asked; sized for what the
-// decision adds, so the map is allocated once.
-func nasFields(req *proxy.Request, authType, csid string) map[string]string {
-	f := make(map[string]string, 14)
-	f["auth_type"] = authType
-	f["nas"] = req.Client.Name
-	f["nas_vendor"] = req.Client.Vendor
-	f["site"] = req.Client.Site
-	f["calling_station"] = csid
+// decision adds, so the list is allocated once.
+func nasFields(req *proxy.Request, authType, csid string) fields {
+	f := make(fields, 0, 16)
+	f = append(f,
+		cache.Field{Key: "auth_type", Value: authType},
+		cache.Field{Key: "nas", Value: req.Client.Name},
+		cache.Field{Key: "nas_vendor", Value: req.Client.Vendor},
+		cache.Field{Key: "site", Value: req.Client.Site},
+		cache.Field{Key: "calling_station", Value: csid})
 	return f
 }

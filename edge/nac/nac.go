@@ -132,15 +132,17 @@ type queued struct {
 	enc cache.EncodedEvent
 }
 
-// emit queues an event; when the queue is full the caller waits for room,
-// so nothing is lost while the store is slow.
-func (a *Authenticator) emit(ev cache.Event) {
+// emit queues an event with fields (ev.Fields is not read); when the
+// queue is full the caller waits for room, so nothing is lost while the
+// store is slow. The caller may change f afterwards: a batch store's
+// record is encoded here, and any other store gets a map of its own.
+func (a *Authenticator) emit(ev cache.Event, f fields) {
 	if ev.Time.IsZero() {
 		ev.Time = a.now()
 	}
 	var q queued
 	if a.batch != nil {
-		enc, err := a.batch.EncodeEvent(ev)
+		enc, err := a.batch.EncodeEventFields(ev, f)
 		if err != nil {
 			a.m.eventErrors.Inc()
 			a.log.Error("NAC event not stored", "type", ev.Type, "mac", ev.MAC, "err", err)
@@ -148,6 +150,7 @@ func (a *Authenticator) emit(ev cache.Event) {
 		}
 		q.enc = enc
 	} else {
+		ev.Fields = f.toMap()
 		q.ev = ev
 	}
 	defer func() {
@@ -170,7 +173,7 @@ func (a *Authenticator) emit(ev cache.Event) {
 // below the decision rate the edge must sustain; a store with
 // AppendEncoded gets the queue drained in batches.
 type batchStore interface {
-	EncodeEvent(cache.Event) (cache.EncodedEvent, error)
+	EncodeEventFields(cache.Event, []cache.Field) (cache.EncodedEvent, error)
 	AppendEncoded([]cache.EncodedEvent) error
 }
 
