@@ -244,8 +244,17 @@ func (s *Store) Purge(mac string) (int, error) {
 // false. It holds one read transaction throughout, which would stall a
 // writer that needs to grow the map past its initial size: keep fn quick.
 func (s *Store) List(fn func(Entry) bool) error {
+	_, err := s.ListCount(fn)
+	return err
+}
+
+// ListCount is List that also returns the number of stored entries
+// (Count) as of the same snapshot: Count alone may lag a commit that List
+// already sees.
+func (s *Store) ListCount(fn func(Entry) bool) (stored int, err error) {
 	now := s.opts.Now().UnixNano()
-	return s.db.View(func(tx *bolt.Tx) error {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		stored = int(getInt(tx.Bucket(bucketMeta), metaEntries))
 		c := tx.Bucket(bucketEntries).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if exp, ok := recordExpiry(v); ok && now >= exp {
@@ -262,6 +271,7 @@ func (s *Store) List(fn func(Entry) bool) error {
 		}
 		return nil
 	})
+	return stored, err
 }
 
 // Count returns the number of stored entries, including expired ones the

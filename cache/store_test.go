@@ -570,3 +570,34 @@ func TestUpsertMany(t *testing.T) {
 		t.Fatalf("lookup: %v %v", ok, err)
 	}
 }
+
+// ListCount's count is of the snapshot it listed, even while a writer
+// commits: the control socket reported "total 0" next to 25 entries.
+func TestListCountIsOneSnapshot(t *testing.T) {
+	s := mustOpen(t, "", Options{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			if err := s.Upsert(mab(i, epoch)); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		listed := 0
+		stored, err := s.ListCount(func(Entry) bool { listed++; return true })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stored != listed {
+			t.Fatalf("snapshot holds %d entries, count says %d", listed, stored)
+		}
+	}
+}

@@ -160,7 +160,7 @@ func CacheCommand(store *cache.Store, req ControlRequest) ControlResponse {
 	case CmdCacheList:
 		var resp ControlResponse
 		resp.Entries = []EntryView{}
-		err := store.List(func(e cache.Entry) bool {
+		total, err := store.ListCount(func(e cache.Entry) bool {
 			if len(resp.Entries) == ControlMaxList {
 				resp.Truncated = true
 				return false
@@ -171,7 +171,7 @@ func CacheCommand(store *cache.Store, req ControlRequest) ControlResponse {
 		if err != nil {
 			return ControlResponse{Error: err.Error()}
 		}
-		resp.Total = store.Count()
+		resp.Total = total
 		return resp
 	case CmdCacheShow:
 		mac, ok := cache.NormalizeMAC(req.MAC)
