@@ -53,6 +53,11 @@ func TestMain(m *testing.M) {
 				return 1
 			}
 		}
+		defer func() {
+			if pkiDir != "" {
+				os.RemoveAll(pkiDir)
+			}
+		}()
 		return m.Run()
 	}()
 	os.Exit(code)

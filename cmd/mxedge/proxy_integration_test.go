@@ -26,6 +26,7 @@ var (
 	pkiOnce sync.Once
 	pkiVal  *labpki.PKI
 	pkiErr  error
+	pkiDir  string // removed by TestMain
 )
 
 // labPKI makes one throwaway PKI for the whole test binary.
@@ -37,6 +38,7 @@ func labPKI(t *testing.T) *labpki.PKI {
 			pkiErr = err
 			return
 		}
+		pkiDir = dir
 		pkiVal, pkiErr = labpki.Generate(dir, labpki.Options{})
 	})
 	if pkiErr != nil {

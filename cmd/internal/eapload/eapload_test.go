@@ -29,7 +29,16 @@ var (
 	pkiOnce sync.Once
 	pkiVal  *labpki.PKI
 	pkiErr  error
+	pkiDir  string // removed by TestMain
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if pkiDir != "" {
+		os.RemoveAll(pkiDir)
+	}
+	os.Exit(code)
+}
 
 func labPKI(t testing.TB) *labpki.PKI {
 	t.Helper()
@@ -39,6 +48,7 @@ func labPKI(t testing.TB) *labpki.PKI {
 			pkiErr = err
 			return
 		}
+		pkiDir = dir
 		pkiVal, pkiErr = labpki.Generate(dir, labpki.Options{})
 	})
 	if pkiErr != nil {
