@@ -119,16 +119,9 @@ func TestAppendEventsBatch(t *testing.T) {
 	if err := s.AppendEvents(evs); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.PendingEvents(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []string
-	for _, e := range got {
-		ids = append(ids, e.ID)
-	}
+	ids := pendingIDs(t, s)
 	// "a" is not stored twice; past MaxEvents the oldest goes first.
-	if strings.Join(ids, ",") != "b,c,d" || s.OutboxLen() != 3 {
+	if ids != "b,c,d" || s.OutboxLen() != 3 {
 		t.Fatalf("outbox = %v (len %d)", ids, s.OutboxLen())
 	}
 }
@@ -186,15 +179,8 @@ func TestAppendEventsEvictsOldestInBatch(t *testing.T) {
 			if err := s.AppendEvents(batch); err != nil {
 				t.Fatal(err)
 			}
-			got, err := s.PendingEvents(0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var ids []string
-			for _, e := range got {
-				ids = append(ids, e.ID)
-			}
-			if strings.Join(ids, ",") != tc.want || s.OutboxLen() != 5 || s.Stats().EventsDropped != tc.wantDropped {
+			ids := pendingIDs(t, s)
+			if ids != tc.want || s.OutboxLen() != 5 || s.Stats().EventsDropped != tc.wantDropped {
 				t.Fatalf("outbox %v len %d dropped %d; want %s, 5, %d", ids, s.OutboxLen(), s.Stats().EventsDropped, tc.want, tc.wantDropped)
 			}
 			// An evicted ID is forgotten: appending it again stores it.
@@ -206,4 +192,19 @@ func TestAppendEventsEvictsOldestInBatch(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pendingIDs is the outbox's pending event IDs, oldest first, joined by
+// commas.
+func pendingIDs(t *testing.T, s *Store) string {
+	t.Helper()
+	evs, err := s.PendingEvents(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]string, len(evs))
+	for i, e := range evs {
+		ids[i] = e.ID
+	}
+	return strings.Join(ids, ",")
 }

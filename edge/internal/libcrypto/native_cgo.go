@@ -121,7 +121,17 @@ func newNativeKey(key *rsa.PrivateKey) (*nativeKey, error) {
 }
 
 func (n *nativeKey) sign(h crypto.Hash, pss bool, salt int, digest []byte, size int) ([]byte, error) {
-	bits := map[crypto.Hash]C.int{crypto.SHA256: 256, crypto.SHA384: 384, crypto.SHA512: 512}[h]
+	var bits C.int
+	switch h {
+	case crypto.SHA256:
+		bits = 256
+	case crypto.SHA384:
+		bits = 384
+	case crypto.SHA512:
+		bits = 512
+	default:
+		return nil, errors.New("libcrypto: unsupported hash")
+	}
 	sig := make([]byte, size)
 	sigLen := C.size_t(len(sig))
 	p := C.int(0)
