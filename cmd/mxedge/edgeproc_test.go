@@ -83,6 +83,8 @@ type edgeConfig struct {
 	Extra     string // appended YAML
 	// ClientAddr is the client prefix (127.0.0.1/32 by default).
 	ClientAddr string
+	// ListenHost is the RADIUS listeners' address, 127.0.0.1 unless set.
+	ListenHost string
 	// OptOutMA sets require_message_authenticator: false.
 	OptOutMA bool
 	// StateDir is state_dir (a fresh temp dir by default); set it to
@@ -123,6 +125,10 @@ func (c edgeConfig) yaml(t testing.TB, auth, acct, metrics int) string {
 	if level == "" {
 		level = "debug"
 	}
+	host := c.ListenHost
+	if host == "" {
+		host = "127.0.0.1"
+	}
 	var ups []string
 	for _, u := range c.Upstreams {
 		ups = append(ups, strconv.Quote(u))
@@ -156,11 +162,11 @@ log:
 metrics:
   listen: 127.0.0.1:%d
 radius:
-  auth_listen: ["127.0.0.1:%d"]
-  acct_listen: ["127.0.0.1:%d"]
+  auth_listen: ["%s:%d"]
+  acct_listen: ["%s:%d"]
 %s%ssurvivability:
   mode: %s
-%s%s`, stateDir, level, metrics, auth, acct, clients,
+%s%s`, stateDir, level, metrics, host, auth, host, acct, clients,
 		cloud, mode, c.Survivability, c.Extra)
 }
 

@@ -31,7 +31,7 @@ const (
 
 // startLocalEdge seeds state_dir/cache.db and starts mxedge in
 // survivability mode local, with no cloud.
-func startLocalEdge(t testing.TB, p *labpki.PKI, server *labpki.Cert) (*edgeProc, string) {
+func startLocalEdge(t testing.TB, p *labpki.PKI, server *labpki.Cert, mods ...func(*edgeConfig)) (*edgeProc, string) {
 	t.Helper()
 	stateDir := t.TempDir()
 	store, err := cache.Open(filepath.Join(stateDir, "cache.db"), cache.Options{})
@@ -56,7 +56,7 @@ func startLocalEdge(t testing.TB, p *labpki.PKI, server *labpki.Cert) (*edgeProc
 	if _, bench := t.(*testing.B); bench {
 		level = "info"
 	}
-	e := startEdge(t, edgeConfig{
+	c := edgeConfig{
 		Secret:   labSecret,
 		PKI:      p,
 		StateDir: stateDir,
@@ -69,7 +69,11 @@ func startLocalEdge(t testing.TB, p *labpki.PKI, server *labpki.Cert) (*edgeProc
   eap_cert: %s
   eap_key: %s
 `, localDefMAB, localDefDot1X, p.OrgCAFile, p.OrgCRL, server.Chain, server.Key),
-	})
+	}
+	for _, m := range mods {
+		m(&c)
+	}
+	e := startEdge(t, c)
 	return e, stateDir
 }
 
@@ -213,6 +217,27 @@ func TestLocalNACMAB(t *testing.T) {
 	})
 	if got := e.metric(t, "mxedge_nac_decisions_total", `auth_type="mab"`); got != 3 {
 		t.Errorf("MAB decisions %v, want 3", got)
+	}
+}
+
+// TestWildcardListenerAnswersFromRequestedAddress binds the listeners to
+// 0.0.0.0, as the default ":1812" does, and asks radclient at 127.0.0.2:
+// radclient takes only an answer from the address it asked, as NASes do.
+// Only 127.0.0.0/8 is a client, so nothing else gets an answer.
+func TestWildcardListenerAnswersFromRequestedAddress(t *testing.T) {
+	peers.RequireBin(t, "radclient")
+	p := labPKI(t)
+	e, _ := startLocalEdge(t, p, p.EAPServerECDSA, func(c *edgeConfig) {
+		c.ListenHost, c.ClientAddr = "0.0.0.0", "127.0.0.0/8"
+	})
+	_, port, _ := strings.Cut(e.Auth, ":")
+	res, err := peers.Radclient(ctxFor(t, 10*time.Second), "127.0.0.2:"+port, labSecret, "auth", []string{
+		`User-Name = "aabbcc0000ff"`, `User-Password = "aabbcc0000ff"`, `Calling-Station-Id = "AA-BB-CC-00-00-FF"`, ma})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, res.Output)
+	}
+	if res.Code != "Access-Accept" || res.Attr("Tunnel-Private-Group-Id") != localDefMAB {
+		t.Fatalf("got %s VLAN %q\n%s", res.Code, res.Attr("Tunnel-Private-Group-Id"), res.Output)
 	}
 }
 

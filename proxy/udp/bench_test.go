@@ -84,7 +84,7 @@ func BenchmarkDatagram(b *testing.B) {
 		b.Fatal(err)
 	}
 	fc := newFakeConn()
-	sk := newSocket(fc)
+	sk := newSocket(fc, s.log)
 	lo := netip.MustParseAddr("127.0.0.1")
 	b.ReportAllocs()
 	cpu0 := cpuTime()
@@ -93,7 +93,7 @@ func BenchmarkDatagram(b *testing.B) {
 		w := workPool.Get().(*work)
 		k := copy(w.buf[:], reqs[i&255])
 		// A new source port every 256 requests keeps every request new.
-		s.datagram(sk, w, k, netip.AddrPortFrom(lo, uint16(1024+(i>>8)%60000)))
+		s.datagram(sk, w, k, netip.AddrPortFrom(lo, uint16(1024+(i>>8)%60000)), sk.local)
 		n++
 	}
 	s.Shutdown(context.Background())
@@ -115,16 +115,16 @@ func BenchmarkDatagramDuplicate(b *testing.B) {
 		b.Fatal(err)
 	}
 	fc := newFakeConn()
-	sk := newSocket(fc)
+	sk := newSocket(fc, s.log)
 	req := mabRequest(b, 1)
 	src := netip.MustParseAddrPort("127.0.0.1:5000")
 	w := workPool.Get().(*work)
-	s.datagram(sk, w, copy(w.buf[:], req), src)
+	s.datagram(sk, w, copy(w.buf[:], req), src, sk.local)
 	s.handlers.Wait()
 	b.ReportAllocs()
 	for b.Loop() {
 		w := workPool.Get().(*work)
-		s.datagram(sk, w, copy(w.buf[:], req), src)
+		s.datagram(sk, w, copy(w.buf[:], req), src, sk.local)
 	}
 }
 
@@ -138,13 +138,13 @@ func BenchmarkStatusServer(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	sk := newSocket(newFakeConn())
+	sk := newSocket(newFakeConn(), s.log)
 	req := request(b, packet.CodeStatusServer, 1, secret, true)
 	src := netip.MustParseAddrPort("127.0.0.1:5000")
 	b.ReportAllocs()
 	for b.Loop() {
 		w := workPool.Get().(*work)
-		s.datagram(sk, w, copy(w.buf[:], req), src)
+		s.datagram(sk, w, copy(w.buf[:], req), src, sk.local)
 	}
 }
 

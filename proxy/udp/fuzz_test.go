@@ -43,14 +43,14 @@ func FuzzDatagram(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		targets = append(targets, target{s, newSocket(newFakeConn())})
+		targets = append(targets, target{s, newSocket(newFakeConn(), s.log)})
 	}
 	src := netip.MustParseAddrPort("127.0.0.1:40000")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, tg := range targets {
 			w := workPool.Get().(*work)
 			n := copy(w.buf[:], data)
-			tg.s.datagram(tg.sk, w, n, src)
+			tg.s.datagram(tg.sk, w, n, src, tg.sk.local)
 			tg.s.handlers.Wait()
 			if p := testutil.ToFloat64(tg.s.m.drops[reasonPanic]); p != 0 {
 				t.Fatalf("%s server: %v panics", tg.s.cfg.Kind, p)

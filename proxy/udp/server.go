@@ -86,31 +86,69 @@ type socket struct {
 	conn  net.PacketConn
 	udp   *net.UDPConn
 	local netip.AddrPort
+	// pktinfo is set on a socket bound to a wildcard address whose
+	// datagrams carry their destination address (IP_PKTINFO,
+	// IPV6_PKTINFO): the reply is sent from it. A host with several
+	// addresses would otherwise answer a NAS from whichever address the
+	// route prefers, and the NAS drops an answer from an address it did
+	// not ask.
+	pktinfo bool
+	v6      bool // an AF_INET6 socket (dual-stack when wildcard)
 }
 
-func newSocket(conn net.PacketConn) *socket {
+func newSocket(conn net.PacketConn, log *slog.Logger) *socket {
 	s := &socket{conn: conn}
 	s.udp, _ = conn.(*net.UDPConn)
 	if a, ok := conn.LocalAddr().(*net.UDPAddr); ok {
 		ap := a.AddrPort()
 		s.local = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		s.v6 = a.IP.To4() == nil
+		if s.udp != nil && a.IP.IsUnspecified() {
+			if err := enablePktinfo(s.udp, s.v6); err != nil {
+				log.Warn("wildcard socket cannot learn each request's destination; replies leave from the routed address",
+					"local", s.local, "err", err)
+			} else {
+				s.pktinfo = true
+			}
+		}
 	}
 	return s
 }
 
-func (s *socket) read(b []byte) (int, netip.AddrPort, error) {
+// read reads a datagram into b and returns its source and the local
+// address it was sent to (the socket's own when it is not wildcard).
+func (s *socket) read(b, oob []byte) (int, netip.AddrPort, netip.AddrPort, error) {
 	if s.udp != nil {
-		return s.udp.ReadFromUDPAddrPort(b)
+		if s.pktinfo {
+			n, oobn, _, from, err := s.udp.ReadMsgUDPAddrPort(b, oob)
+			local := s.local
+			if dst, ok := parseDst(oob[:oobn]); ok {
+				local = netip.AddrPortFrom(dst, s.local.Port())
+			}
+			return n, from, local, err
+		}
+		n, from, err := s.udp.ReadFromUDPAddrPort(b)
+		return n, from, s.local, err
 	}
 	n, addr, err := s.conn.ReadFrom(b)
 	if ua, ok := addr.(*net.UDPAddr); ok {
-		return n, ua.AddrPort(), err
+		return n, ua.AddrPort(), s.local, err
 	}
-	return n, netip.AddrPort{}, err
+	return n, netip.AddrPort{}, s.local, err
 }
 
-func (s *socket) write(b []byte, to netip.AddrPort) error {
+// write sends b to to, from the local address the request came to.
+func (s *socket) write(b []byte, to, local netip.AddrPort) error {
 	if s.udp != nil {
+		if s.pktinfo && local.Addr().IsValid() && !local.Addr().IsUnspecified() {
+			var buf [64]byte
+			oob := appendSrc(buf[:0], local.Addr(), s.v6)
+			if _, _, err := s.udp.WriteMsgUDPAddrPort(b, oob, to); err == nil {
+				return nil
+			}
+			// A source the kernel refuses (a zoned link-local address,
+			// an address gone since the request): let it choose.
+		}
 		_, err := s.udp.WriteToUDPAddrPort(b, to)
 		return err
 	}
@@ -163,7 +201,7 @@ func (s *Server) Serve(conn net.PacketConn) error {
 		s.serving.Done()
 	}()
 
-	sk := newSocket(conn)
+	sk := newSocket(conn, s.log)
 	var readers sync.WaitGroup
 	errs := make(chan error, s.cfg.Readers)
 	for range s.cfg.Readers {
@@ -186,9 +224,10 @@ type Inliner interface {
 // read is one reader of sk; Serve runs Config.Readers of them.
 func (s *Server) read(sk *socket) error {
 	var backoff time.Duration
+	var oob [128]byte
 	for {
 		w := workPool.Get().(*work)
-		n, src, err := sk.read(w.buf[:])
+		n, src, local, err := sk.read(w.buf[:], oob[:])
 		if err != nil {
 			putWork(w)
 			if s.isClosed() {
@@ -205,7 +244,7 @@ func (s *Server) read(sk *socket) error {
 			continue
 		}
 		backoff = 0
-		s.datagram(sk, w, n, src)
+		s.datagram(sk, w, n, src, local)
 	}
 }
 
@@ -248,7 +287,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // datagram takes one datagram from the read loop. It owns w and must
 // either put it back or hand it to a handler goroutine that will.
-func (s *Server) datagram(sk *socket, w *work, n int, from netip.AddrPort) {
+func (s *Server) datagram(sk *socket, w *work, n int, from, local netip.AddrPort) {
 	handedOff := false
 	defer func() {
 		if r := recover(); r != nil {
@@ -259,7 +298,7 @@ func (s *Server) datagram(sk *socket, w *work, n int, from netip.AddrPort) {
 			}
 		}
 	}()
-	handedOff = s.check(sk, w, n, from)
+	handedOff = s.check(sk, w, n, from, local)
 	if !handedOff {
 		putWork(w)
 	}
@@ -267,14 +306,14 @@ func (s *Server) datagram(sk *socket, w *work, n int, from netip.AddrPort) {
 
 // check runs the per-datagram checks, answers what is answered locally and
 // starts a handler for the rest; it reports whether it handed w off.
-func (s *Server) check(sk *socket, w *work, n int, from netip.AddrPort) bool {
+func (s *Server) check(sk *socket, w *work, n int, from, local netip.AddrPort) bool {
 	now := s.cfg.Now()
 	src := netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	client := s.cfg.Clients().Lookup(src.Addr())
 	if client == nil {
 		s.drop(reasonUnknownClient)
 		if s.unknownLog.allow(src.Addr(), now) {
-			s.log.Warn("datagram from unknown client dropped (logged once a minute per source)", "source", src, "local", sk.local)
+			s.log.Warn("datagram from unknown client dropped (logged once a minute per source)", "source", src, "local", local)
 		}
 		return false
 	}
@@ -339,17 +378,17 @@ func (s *Server) check(sk *socket, w *work, n int, from netip.AddrPort) bool {
 	}
 
 	if p.Code == packet.CodeStatusServer {
-		s.statusServer(sk, w, client, from, now)
+		s.statusServer(sk, w, client, from, local, now)
 		return false
 	}
 
-	key := dedup.Key{Local: sk.local, Source: src, ID: p.ID}
+	key := dedup.Key{Local: local, Source: src, ID: p.ID}
 	switch st, cached := s.dup.Begin(key, p.Authenticator); st {
 	case dedup.InProgress:
 		s.count(client, p.Code, outcomeDuplicateInProgress)
 		return false
 	case dedup.Answered:
-		if err := sk.write(cached, from); err != nil {
+		if err := sk.write(cached, from, local); err != nil {
 			s.writeFailed(client, from, err)
 		}
 		s.count(client, p.Code, outcomeDuplicateAnswered)
@@ -365,7 +404,7 @@ func (s *Server) check(sk *socket, w *work, n int, from netip.AddrPort) bool {
 		Packet:                  p,
 		Client:                  client,
 		Source:                  src,
-		Local:                   sk.local,
+		Local:                   local,
 		Received:                now,
 		HasMessageAuthenticator: hasMA,
 	}
@@ -433,7 +472,7 @@ func (s *Server) handle(sk *socket, w *work, key dedup.Key, to netip.AddrPort) {
 		return
 	}
 	if reply != nil {
-		if err := sk.write(reply, to); err != nil {
+		if err := sk.write(reply, to, w.req.Local); err != nil {
 			s.writeFailed(client, to, err)
 		}
 		s.m.duration(code).Observe(s.cfg.Now().Sub(w.req.Received).Seconds())
@@ -443,7 +482,7 @@ func (s *Server) handle(sk *socket, w *work, key dedup.Key, to netip.AddrPort) {
 
 // statusServer answers a verified Status-Server locally (RFC 5997 §4: a
 // proxy never forwards it) with the Message-Authenticator first.
-func (s *Server) statusServer(sk *socket, w *work, client *proxy.Client, to netip.AddrPort, now time.Time) {
+func (s *Server) statusServer(sk *socket, w *work, client *proxy.Client, to, local netip.AddrPort, now time.Time) {
 	p := &w.pkt
 	code := packet.CodeAccessAccept
 	if s.cfg.Kind == Acct {
@@ -454,7 +493,7 @@ func (s *Server) statusServer(sk *socket, w *work, client *proxy.Client, to neti
 	if err := packet.Sign(b, client.Secret, &p.Authenticator); err != nil {
 		panic(err) // a fixed 38-octet packet cannot fail to sign
 	}
-	if err := sk.write(b, to); err != nil {
+	if err := sk.write(b, to, local); err != nil {
 		s.writeFailed(client, to, err)
 	}
 	s.m.durStatus.Observe(s.cfg.Now().Sub(now).Seconds())
