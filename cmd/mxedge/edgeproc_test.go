@@ -87,6 +87,8 @@ type edgeConfig struct {
 	ListenHost string
 	// OptOutMA sets require_message_authenticator: false.
 	OptOutMA bool
+	// LimitProxyState sets limit_proxy_state: true.
+	LimitProxyState bool
 	// StateDir is state_dir (a fresh temp dir by default); set it to
 	// pre-seed the client cache before the daemon locks it.
 	StateDir string
@@ -152,7 +154,8 @@ func (c edgeConfig) yaml(t testing.TB, auth, acct, metrics int) string {
       vendor: cisco
       site: lab
       require_message_authenticator: %v
-%s`, addr, c.Secret, !c.OptOutMA, c.MoreClients)
+      limit_proxy_state: %v
+%s`, addr, c.Secret, !c.OptOutMA, c.LimitProxyState, c.MoreClients)
 	if c.NoClients {
 		clients = ""
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -238,6 +239,40 @@ func TestWildcardListenerAnswersFromRequestedAddress(t *testing.T) {
 	}
 	if res.Code != "Access-Accept" || res.Attr("Tunnel-Private-Group-Id") != localDefMAB {
 		t.Fatalf("got %s VLAN %q\n%s", res.Code, res.Attr("Tunnel-Private-Group-Id"), res.Output)
+	}
+}
+
+// TestLimitProxyState drives limit_proxy_state with radclient on a client
+// that opted out of requiring Message-Authenticator: without one, a
+// request carrying Proxy-State (what a BlastRADIUS forgery needs) is
+// dropped and counted, one without Proxy-State is still answered, and one
+// with both is answered with the Proxy-State echoed.
+func TestLimitProxyState(t *testing.T) {
+	peers.RequireBin(t, "radclient")
+	p := labPKI(t)
+	e, _ := startLocalEdge(t, p, p.EAPServerECDSA, func(c *edgeConfig) {
+		c.OptOutMA, c.LimitProxyState = true, true
+	})
+	mab := []string{`User-Name = "aabbcc000001"`, `User-Password = "aabbcc000001"`, `Calling-Station-Id = "AA-BB-CC-00-00-01"`}
+	ps := `Proxy-State = 0x6d78656467652d74657374`
+	ask := func(attrs ...string) (peers.Result, error) {
+		return peers.Radclient(ctxFor(t, 10*time.Second), e.Auth, labSecret, "auth", append(append([]string(nil), mab...), attrs...))
+	}
+	if res, err := ask(); err != nil || res.Code != "Access-Accept" {
+		t.Fatalf("no Proxy-State, no Message-Authenticator: %v %s", err, res.Code)
+	}
+	if _, err := ask(ps); !errors.Is(err, peers.ErrNoReply) {
+		t.Fatalf("Proxy-State without Message-Authenticator answered: %v", err)
+	}
+	if n := e.metric(t, "mxedge_drops_total", `reason="proxy_state_without_message_authenticator"`); n != 1 {
+		t.Fatalf("proxy_state_without_message_authenticator drops = %v, want 1", n)
+	}
+	res, err := ask(ps, ma)
+	if err != nil || res.Code != "Access-Accept" {
+		t.Fatalf("Proxy-State with Message-Authenticator: %v %s", err, res.Code)
+	}
+	if got := res.Attr("Proxy-State"); got != "0x6d78656467652d74657374" {
+		t.Fatalf("Proxy-State echoed as %q\n%s", got, res.Output)
 	}
 }
 
