@@ -30,18 +30,7 @@ func TestStartCloudLinkUnregistered(t *testing.T) {
 }
 
 func TestStartCloudLinkSyncs(t *testing.T) {
-	lab, err := labcloud.Open(labcloud.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc, err := lab.APITLS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(lab.Handler())
-	srv.TLS = tc
-	srv.StartTLS()
-	defer srv.Close()
+	lab, srv := startLabAPI(t)
 	lab.SetEndpoints(srv.URL, "127.0.0.1:2083")
 	lab.Upsert(cloudlink.Entry{MAC: "aabbccddeeff", AuthType: "mab", SiteID: "site-lab",
 		Authorization: cloudlink.Authorization{VLAN: "41"}, LastAuthAt: time.Now()})
@@ -81,15 +70,7 @@ func TestCloudRadSecFromRegistration(t *testing.T) {
 	if got := cloudRadSec(cfg); got.Cert != "" || len(got.Servers) != 0 {
 		t.Errorf("unregistered: %+v", got)
 	}
-	lab, err := labcloud.Open(labcloud.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc, _ := lab.APITLS()
-	srv := httptest.NewUnstartedServer(lab.Handler())
-	srv.TLS = tc
-	srv.StartTLS()
-	defer srv.Close()
+	lab, srv := startLabAPI(t)
 	lab.SetEndpoints(srv.URL, "127.0.0.1:2083")
 	reg, err := cloudlink.Register(context.Background(), srv.URL, lab.NewCode(), cfg.StateDir, cloudlink.RegisterOptions{CAFile: lab.CAFile()})
 	if err != nil {
@@ -103,4 +84,23 @@ func TestCloudRadSecFromRegistration(t *testing.T) {
 	if got := cloudRadSec(cfg); got.Servers[0] != "radsec.example.net:2083" {
 		t.Errorf("file's servers overridden: %v", got.Servers)
 	}
+}
+
+// startLabAPI serves a new lab cloud's edge API over TLS until the test
+// ends (a test may close the server sooner to cut the WAN).
+func startLabAPI(t *testing.T) (*labcloud.Cloud, *httptest.Server) {
+	t.Helper()
+	lab, err := labcloud.Open(labcloud.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := lab.APITLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(lab.Handler())
+	srv.TLS = tc
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return lab, srv
 }

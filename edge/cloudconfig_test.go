@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/mxedge/mxedge/cloudlink"
-	"github.com/mxedge/mxedge/cloudlink/labcloud"
 	"github.com/mxedge/mxedge/edge/config"
 )
 
@@ -276,17 +274,7 @@ func TestCloudConfigAppliedAtRuntime(t *testing.T) {
 // config it persisted: the cloud's clients are in the table when Start
 // returns.
 func TestStartAppliesPersistedCloudConfig(t *testing.T) {
-	lab, err := labcloud.Open(labcloud.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc, err := lab.APITLS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(lab.Handler())
-	srv.TLS = tc
-	srv.StartTLS()
+	lab, srv := startLabAPI(t)
 	lab.SetEndpoints(srv.URL, "")
 	state := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
