@@ -10,14 +10,21 @@
 // every read and enforced on disk by a sweeper walking a TTL index, so the
 // store never serves a stale authorization even between sweeps.
 //
-// Layout (schema v2, version in the meta bucket, migrated on Open):
+// Layout (schema v3, version in the meta bucket, migrated on Open):
 //
-//	meta       schema version, entry and event counts, sync cursor
-//	entries    MAC (12 hex) → record for MAB; MAC "/" identity → record for EAP-TLS
-//	ttl        big-endian expiry ‖ entry key → nothing, for sweeping and eviction
-//	full-seen  keys received by a running full resync (absent otherwise)
-//	outbox     big-endian sequence → event (JSON)
-//	event-ids  event ID → sequence, for acks and idempotent appends
+//	meta           schema version, entry and event counts, sync cursor
+//	entries        MAC (12 hex) → record for MAB; MAC "/" identity → record for EAP-TLS
+//	ttl            big-endian expiry ‖ entry key → nothing, for sweeping and eviction
+//	full-seen      keys received by a running full resync (absent otherwise)
+//	event-batches  big-endian batch sequence → bucket holding "r": the batch's
+//	               event records, each a uvarint length then the record
+//	event-state    big-endian batch sequence → event count ‖ bitmap of the
+//	               events acknowledged or dropped
+//
+// Events are stored a writer's batch at a time, in one value that bbolt
+// writes once and never rewrites; acks and evictions only flip bits. The IDs
+// of pending events, for acks and idempotent appends, are indexed in memory
+// and rebuilt on Open.
 //
 // The file is locked while open: other processes (the CLI) get a clear
 // error after Options.LockTimeout and must ask the daemon instead.

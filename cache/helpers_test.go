@@ -113,9 +113,39 @@ func checkConsistent(t testing.TB, s *Store) {
 		if tn := ttl.Stats().KeyN; tn != n {
 			return fmt.Errorf("TTL index has %d keys for %d entries", tn, n)
 		}
-		return nil
+		return checkOutbox(tx, s)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// checkOutbox checks that every batch has its state and the reverse, and
+// that the counts agree with the pending records.
+func checkOutbox(tx *bolt.Tx, s *Store) error {
+	batches, state := tx.Bucket(bucketBatches), tx.Bucket(bucketBatchState)
+	nb := 0
+	if err := batches.ForEach(func(k, v []byte) error {
+		nb++
+		if v != nil || batches.Bucket(k) == nil {
+			return fmt.Errorf("outbox batch %x is not a bucket", k)
+		}
+		if state.Get(k) == nil {
+			return fmt.Errorf("outbox batch %x has no state", k)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if ns := state.Stats().KeyN; ns != nb {
+		return fmt.Errorf("%d batch states for %d batches", ns, nb)
+	}
+	pending := 0
+	if err := forEachPending(tx, func(eventLoc, []byte) bool { pending++; return true }); err != nil {
+		return err
+	}
+	if got := getInt(tx.Bucket(bucketMeta), metaEvents); got != int64(pending) || s.OutboxLen() != pending {
+		return fmt.Errorf("persisted event count %d, OutboxLen %d, pending %d", got, s.OutboxLen(), pending)
+	}
+	return nil
 }

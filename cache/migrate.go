@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -14,12 +15,15 @@ import (
 //	v1: entries as JSON in bucket "clients"; no TTL index, no persisted counts.
 //	v2: binary records (codec.go) in "entries", TTL index, counts in "meta",
 //	    event outbox, full-resync marker.
-const schemaVersion = 2
+//	v3: the outbox stored a batch of events at a time ("event-batches",
+//	    "event-state") in place of one key per event ("outbox", "event-ids").
+const schemaVersion = 3
 
 // migrations[v] upgrades schema v to v+1. Open runs every pending one in a
 // single transaction, so a crash mid-migration leaves the old schema intact.
 var migrations = map[int]func(s *Store, tx *bolt.Tx) error{
 	1: migrateV1,
+	2: migrateV2,
 }
 
 // migrate brings the schema up to date and makes sure every bucket exists.
@@ -37,7 +41,7 @@ func (s *Store) migrate(tx *bolt.Tx) error {
 	if ver > schemaVersion {
 		return fmt.Errorf("cache: schema v%d is newer than this mxedge understands (v%d)", ver, schemaVersion)
 	}
-	for _, name := range [][]byte{bucketEntries, bucketTTL, bucketOutbox, bucketEventIDs} {
+	for _, name := range [][]byte{bucketEntries, bucketTTL, bucketBatches, bucketBatchState} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return err
 		}
@@ -139,4 +143,59 @@ func migrateV1(s *Store, tx *bolt.Tx) error {
 		s.log.Warn("cache: dropped unreadable v1 entries", "dropped", dropped)
 	}
 	return putInt(w.meta, metaEntries, w.entriesN)
+}
+
+// The v2 outbox: sequence → event record, and event ID → sequence.
+var (
+	v2Outbox   = []byte("outbox")
+	v2EventIDs = []byte("event-ids")
+)
+
+// migrateV2 moves the v2 outbox's events, in order, into batches of
+// maxBatchEvents.
+func migrateV2(s *Store, tx *bolt.Tx) error {
+	old := tx.Bucket(v2Outbox)
+	if old != nil {
+		w := wtx{s: s, tx: tx}
+		moved := int64(0)
+		var batch []EncodedEvent
+		flush := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			err := w.appendBatch(batch)
+			moved += int64(len(batch))
+			batch = batch[:0]
+			return err
+		}
+		err := old.ForEach(func(_, v []byte) error {
+			id, err := eventID(v)
+			if err != nil {
+				s.log.Warn("cache: dropping unreadable outbox event", "err", err)
+				return nil
+			}
+			batch = append(batch, EncodedEvent{id: id, rec: bytes.Clone(v)})
+			if len(batch) == maxBatchEvents {
+				return flush()
+			}
+			return nil
+		})
+		if err == nil {
+			err = flush()
+		}
+		if err != nil {
+			return err
+		}
+		if err := tx.DeleteBucket(v2Outbox); err != nil {
+			return err
+		}
+		// An unreadable event is no longer counted.
+		if err := putInt(tx.Bucket(bucketMeta), metaEvents, moved); err != nil {
+			return err
+		}
+	}
+	if tx.Bucket(v2EventIDs) != nil {
+		return tx.DeleteBucket(v2EventIDs)
+	}
+	return nil
 }

@@ -3,7 +3,10 @@ package cache
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -57,7 +60,7 @@ func TestMigrateV1ToV2(t *testing.T) {
 	})
 	s := mustOpen(t, path, Options{Now: clk.Now})
 	st := s.Stats()
-	if st.SchemaVersion != 2 || st.Entries != 2 || st.Cursor != "v1-cursor" {
+	if st.SchemaVersion != schemaVersion || st.Entries != 2 || st.Cursor != "v1-cursor" {
 		t.Fatalf("after migration: %+v", st)
 	}
 	e, ok, err := s.Lookup("aa:bb:cc:dd:ee:ff", "")
@@ -135,3 +138,97 @@ type testError string
 func (e testError) Error() string { return string(e) }
 
 const errTest = testError("injected failure")
+
+// writeV2Outbox builds a v2 file holding only an outbox: one key per
+// event, and the ID index.
+func writeV2Outbox(t *testing.T, path string, recs [][]byte) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta, _ := tx.CreateBucket(bucketMeta)
+		out, _ := tx.CreateBucket(v2Outbox)
+		ids, _ := tx.CreateBucket(v2EventIDs)
+		for _, name := range [][]byte{bucketEntries, bucketTTL} {
+			if _, err := tx.CreateBucket(name); err != nil {
+				return err
+			}
+		}
+		for _, r := range recs {
+			seq, _ := out.NextSequence()
+			k := binary.BigEndian.AppendUint64(nil, seq)
+			if err := out.Put(k, r); err != nil {
+				return err
+			}
+			if id, err := eventID(r); err == nil {
+				if err := ids.Put([]byte(id), k); err != nil {
+					return err
+				}
+			}
+		}
+		return errors.Join(
+			meta.Put(metaSchema, binary.BigEndian.AppendUint32(nil, 2)),
+			putInt(meta, metaEvents, int64(len(recs))),
+			putInt(meta, metaDropped, 3))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The v2 outbox's events move, in order and in batches, into the v3
+// layout; an unreadable one is dropped; the old buckets go.
+func TestMigrateV2ToV3(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cache.db")
+	var recs [][]byte
+	var want []string
+	for i := range maxBatchEvents + 5 {
+		ev := Event{ID: fmt.Sprintf("%032x", i), Type: "NAC Client Access Allowed", Time: epoch, MAC: macN(i)}
+		if i == 3 {
+			recs = append(recs, []byte(`{"id":"plain","type":"t","time":"2026-01-01T00:00:00Z"}`))
+			want = append(want, "plain")
+			continue
+		}
+		if i == 4 {
+			recs = append(recs, []byte{eventRecordV2, 0xff}) // unreadable
+			continue
+		}
+		r, err := encodeEvent(&ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+		want = append(want, ev.ID)
+	}
+	writeV2Outbox(t, path, recs)
+	s := mustOpen(t, path, Options{})
+	if st := s.Stats(); st.SchemaVersion != 3 || st.Events != len(want) || st.EventsDropped != 3 {
+		t.Fatalf("after migration: %+v; want %d events", st, len(want))
+	}
+	evs, err := s.PendingEvents(0)
+	if err != nil || !slices.Equal(idsOf(evs), want) {
+		t.Fatalf("PendingEvents = %d events, %v", len(evs), err)
+	}
+	if evs[5].MAC != macN(6) || !evs[5].Time.Equal(epoch) {
+		t.Fatalf("event 5 = %+v", evs[5])
+	}
+	checkConsistent(t, s)
+	if err := s.AckEvents("plain", want[len(want)-1]); err != nil || s.OutboxLen() != len(want)-2 {
+		t.Fatalf("ack: %v, len %d", err, s.OutboxLen())
+	}
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(v2Outbox) != nil || tx.Bucket(v2EventIDs) != nil {
+			t.Error("v2 outbox buckets left behind")
+		}
+		if n := tx.Bucket(bucketBatchState).Stats().KeyN; n != 2 {
+			t.Errorf("%d batches, want 2", n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	checkConsistent(t, s)
+}

@@ -1,7 +1,10 @@
 package cache
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"reflect"
 	"strings"
 	"testing"
@@ -202,9 +205,126 @@ func pendingIDs(t *testing.T, s *Store) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return strings.Join(idsOf(evs), ",")
+}
+
+// TestOutboxMatchesModel drives the outbox with random appends (with
+// retried and repeated IDs), acks (of pending, gone and unknown IDs) and
+// reopens, in batches small enough to span several stored batches, and
+// checks it against a list after each step.
+func TestOutboxMatchesModel(t *testing.T) {
+	defer func(n int) { maxBatchEvents = n }(maxBatchEvents)
+	maxBatchEvents = 7
+	for seed := range uint64(8) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		const maxEvents = 40
+		path := filepath.Join(t.TempDir(), "cache.db")
+		s, err := Open(path, Options{MaxEvents: maxEvents, noSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var model []string // pending IDs, oldest first
+		dropped := int64(0)
+		in := func(id string) bool { return slices.Contains(model, id) }
+		// IDs come from a small pool, in both forms the index keeps.
+		idOf := func(i int) string {
+			if i%2 == 0 {
+				return fmt.Sprintf("%032x", i)
+			}
+			return fmt.Sprintf("id-%d", i)
+		}
+		for step := range 300 {
+			switch op := rng.IntN(10); {
+			case op < 5:
+				n := 1 + rng.IntN(20)
+				if rng.IntN(8) == 0 {
+					n = maxEvents + rng.IntN(10)
+				}
+				var batch []Event
+				var fresh []string
+				for range n {
+					id := idOf(rng.IntN(150))
+					batch = append(batch, Event{ID: id, Type: "t"})
+					if !in(id) && !slices.Contains(fresh, id) {
+						fresh = append(fresh, id)
+					}
+				}
+				if err := s.AppendEvents(batch); err != nil {
+					t.Fatal(err)
+				}
+				if over := len(fresh) - maxEvents; over > 0 {
+					fresh, dropped = fresh[over:], dropped+int64(over)
+				}
+				model = append(model, fresh...)
+				if over := len(model) - maxEvents; over > 0 {
+					model, dropped = model[over:], dropped+int64(over)
+				}
+			case op < 8:
+				var ack []string
+				for range rng.IntN(10) {
+					if len(model) > 0 && rng.IntN(3) > 0 {
+						ack = append(ack, model[rng.IntN(len(model))])
+					} else {
+						ack = append(ack, idOf(rng.IntN(150)))
+					}
+				}
+				if err := s.AckEvents(ack...); err != nil {
+					t.Fatal(err)
+				}
+				model = slices.DeleteFunc(model, func(id string) bool { return slices.Contains(ack, id) })
+			case op < 9:
+				if err := s.Close(); err != nil {
+					t.Fatal(err)
+				}
+				if s, err = Open(path, Options{MaxEvents: maxEvents, noSync: true}); err != nil {
+					t.Fatal(err)
+				}
+			default:
+				n := 1 + rng.IntN(maxEvents)
+				evs, err := s.PendingEvents(n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := model[:min(n, len(model))]
+				if got := idsOf(evs); !slices.Equal(got, want) {
+					t.Fatalf("seed %d step %d: PendingEvents(%d) = %v, want %v", seed, step, n, got, want)
+				}
+			}
+			if got := pendingIDs(t, s); got != strings.Join(model, ",") {
+				t.Fatalf("seed %d step %d: outbox\n%s\nwant\n%s", seed, step, got, strings.Join(model, ","))
+			}
+			if s.Stats().EventsDropped != dropped {
+				t.Fatalf("seed %d step %d: dropped %d, want %d", seed, step, s.Stats().EventsDropped, dropped)
+			}
+			checkConsistent(t, s)
+		}
+		s.Close()
+	}
+}
+
+func idsOf(evs []Event) []string {
 	ids := make([]string, len(evs))
 	for i, e := range evs {
 		ids[i] = e.ID
 	}
-	return strings.Join(ids, ",")
+	return ids
+}
+
+// A record of the v1 outbox and of the first v2 one, plain JSON, still
+// reads and still leaves on ack.
+func TestOutboxReadsPlainJSONRecords(t *testing.T) {
+	s := mustOpen(t, "", Options{})
+	rec := []byte(`{"id":"old","type":"NAC Client Access Allowed","time":"2026-01-01T00:00:00Z"}`)
+	if err := s.update(func(w *wtx) error {
+		return w.appendBatch([]EncodedEvent{{id: "old", rec: rec}})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := pendingIDs(t, s); got != "old" {
+		t.Fatalf("outbox %q", got)
+	}
+	if err := s.AckEvents("old"); err != nil || s.OutboxLen() != 0 {
+		t.Fatalf("ack: %v, len %d", err, s.OutboxLen())
+	}
+	checkConsistent(t, s)
 }

@@ -23,8 +23,10 @@ var (
 	bucketEntries  = []byte("entries")
 	bucketTTL      = []byte("ttl")       // expiry‖entry key → nil
 	bucketFullSeen = []byte("full-seen") // entry keys received in the running full resync
-	bucketOutbox   = []byte("outbox")    // sequence → event
-	bucketEventIDs = []byte("event-ids") // event ID → sequence
+	// The event outbox (outbox.go).
+	bucketBatches    = []byte("event-batches") // batch sequence → bucket {"r": records}
+	bucketBatchState = []byte("event-state")   // batch sequence → count ‖ bitmap of gone events
+	keyRecords       = []byte("r")
 
 	metaSchema  = []byte("schema")
 	metaEntries = []byte("entries")

@@ -2,8 +2,10 @@ package load
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"slices"
@@ -64,15 +66,35 @@ func (r LoadResult) Max() time.Duration {
 
 // MABRequest encodes a Cisco-style MAB Access-Request.
 func MABRequest(dst []byte, id uint8, mac string, secret []byte) []byte {
-	auth := packet.RandomAuthenticator()
+	return newMABEncoder().request(dst, id, mac, dashed(mac), secret)
+}
+
+// mabEncoder encodes MAB requests without allocating: a load worker's
+// garbage made the load generator collect ten times a second, and each
+// stop-the-world pause on cores shared with the server landed in the
+// latencies it measures.
+type mabEncoder struct {
+	pw  [16]byte
+	rng *rand.ChaCha8 // request authenticators
+}
+
+func newMABEncoder() *mabEncoder {
+	var seed [32]byte
+	_, _ = crand.Read(seed[:])
+	return &mabEncoder{rng: rand.NewChaCha8(seed)}
+}
+
+func (e *mabEncoder) request(dst []byte, id uint8, mac, dashedMAC string, secret []byte) []byte {
+	var auth [16]byte
+	_, _ = e.rng.Read(auth[:])
 	dst = packet.Append(dst[:0], packet.CodeAccessRequest, id, auth)
 	dst = packet.AppendMessageAuthenticator(dst)
 	dst, _ = packet.AppendAttr(dst, packet.AttrUserName, []byte(mac))
-	pw, _ := packet.EncryptUserPassword(nil, []byte(mac), secret, auth)
+	pw, _ := packet.EncryptUserPassword(e.pw[:0], []byte(mac), secret, auth)
 	dst, _ = packet.AppendAttr(dst, packet.AttrUserPassword, pw)
 	dst, _ = packet.AppendAttr(dst, packet.AttrServiceType, []byte{0, 0, 0, 10})
 	dst, _ = packet.AppendAttr(dst, packet.AttrNASPortType, []byte{0, 0, 0, 15})
-	dst, _ = packet.AppendAttr(dst, packet.AttrCallingStationID, []byte(dashed(mac)))
+	dst, _ = packet.AppendAttr(dst, packet.AttrCallingStationID, []byte(dashedMAC))
 	dst, _ = packet.AppendAttr(dst, packet.AttrNASIPAddress, []byte{127, 0, 0, 1})
 	_ = packet.Sign(dst, secret, nil)
 	return dst
@@ -107,6 +129,10 @@ func RunLoad(ctx context.Context, spec LoadSpec) (LoadResult, error) {
 		wg       sync.WaitGroup
 		firstErr error
 	)
+	dashedMACs := make([]string, len(spec.MACs))
+	for i, m := range spec.MACs {
+		dashedMACs[i] = dashed(m)
+	}
 	start := time.Now()
 	for w := 0; w < spec.Concurrency; w++ {
 		conn, err := net.Dial("udp", spec.Target)
@@ -121,6 +147,8 @@ func RunLoad(ctx context.Context, spec LoadSpec) (LoadResult, error) {
 			var answered, lost, rejected int
 			req := make([]byte, 0, 256)
 			buf := make([]byte, packet.MaxLen)
+			enc := newMABEncoder()
+			var reply packet.Packet
 			id := uint8(w)
 			for ctx.Err() == nil {
 				if spec.Pace > 0 {
@@ -134,8 +162,8 @@ func RunLoad(ctx context.Context, spec LoadSpec) (LoadResult, error) {
 					break
 				}
 				id++
-				mac := spec.MACs[int(n)%len(spec.MACs)]
-				req = MABRequest(req, id, mac, spec.Secret)
+				i := int(n) % len(spec.MACs)
+				req = enc.request(req, id, spec.MACs[i], dashedMACs[i], spec.Secret)
 				t0 := time.Now()
 				if _, err := conn.Write(req); err != nil {
 					mu.Lock()
@@ -150,16 +178,15 @@ func RunLoad(ctx context.Context, spec LoadSpec) (LoadResult, error) {
 						lost++
 						break
 					}
-					p, err := packet.Parse(buf[:m])
-					if err != nil || p.ID != id {
+					if err := reply.Parse(buf[:m]); err != nil || reply.ID != id {
 						continue // a late answer to an earlier request
 					}
-					if _, err := packet.VerifyResponse(p, [16]byte(req[4:20]), spec.Secret); err != nil {
+					if _, err := packet.VerifyResponse(&reply, [16]byte(req[4:20]), spec.Secret); err != nil {
 						continue
 					}
 					lat = append(lat, time.Since(t0))
 					answered++
-					if p.Code != packet.CodeAccessAccept {
+					if reply.Code != packet.CodeAccessAccept {
 						rejected++
 					}
 					break
