@@ -184,7 +184,19 @@ func (w *wtx) appendBatch(evs []EncodedEvent) error {
 	for _, e := range evs {
 		size += binary.MaxVarintLen32 + len(e.rec)
 	}
-	recs := make([]byte, 0, size)
+	// The first batch of a commit uses the store's buffer: bbolt copies the
+	// value into its pages at commit, and update holds wmu until then. A
+	// fresh one per commit was a megabyte to allocate and zero. A second
+	// batch in the same commit needs its own, the first still refers to it.
+	var recs []byte
+	if w.recsTaken {
+		recs = make([]byte, 0, size)
+	} else {
+		if cap(w.s.recs) < size {
+			w.s.recs = make([]byte, 0, size+size/4)
+		}
+		recs, w.recsTaken = w.s.recs[:0], true
+	}
 	for _, e := range evs {
 		recs = binary.AppendUvarint(recs, uint64(len(e.rec)))
 		recs = append(recs, e.rec...)

@@ -50,6 +50,7 @@ type Store struct {
 	// wmu orders write transactions with the counter updates that follow
 	// their commit, so the in-memory counts never run behind an older commit.
 	wmu     sync.Mutex
+	recs    []byte // appendBatch's buffer, under wmu
 	entries atomic.Int64
 	events  atomic.Int64
 	dropped atomic.Int64
@@ -310,6 +311,7 @@ type wtx struct {
 	entriesN, events, dropped int64
 	swept, evicted, rejected  int
 	now                       int64
+	recsTaken                 bool // appendBatch used Store.recs
 }
 
 func (s *Store) update(fn func(w *wtx) error) error {

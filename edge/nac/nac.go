@@ -26,7 +26,8 @@ type Authenticator struct {
 	sess *eaptls.Table
 
 	events chan queued
-	batch  batchStore // nil when the store writes one event at a time
+	batch  batchStore           // nil when the store writes one event at a time
+	encs   []cache.EncodedEvent // the writer's, reused for each batch
 	// kick ends the writer's linger early when the queue is half full.
 	kick chan struct{}
 	stop context.CancelFunc
@@ -237,11 +238,14 @@ func (a *Authenticator) store(qs []queued) {
 		}
 		return
 	}
-	encs := make([]cache.EncodedEvent, len(qs))
+	encs := a.encs[:0]
 	for i := range qs {
-		encs[i] = qs[i].enc
+		encs = append(encs, qs[i].enc)
 	}
-	if err := a.batch.AppendEncoded(encs); err != nil {
+	err := a.batch.AppendEncoded(encs)
+	clear(encs)
+	a.encs = encs[:0]
+	if err != nil {
 		a.m.eventErrors.Add(float64(len(qs)))
 		a.log.Error("NAC events not stored", "events", len(qs), "err", err)
 	}
