@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"slices"
 )
 
 // ErrCipherLen is returned for hidden attribute values whose length cannot
@@ -15,7 +16,9 @@ var ErrCipherLen = errors.New("encrypted attribute has a bad length")
 // ciphertext block after that. decrypt selects which side feeds the chain.
 func xorChain(m *md5State, dst, src, secret, iv []byte, decrypt bool) {
 	h, sum := m.h, m.sum[:]
-	prev := iv
+	// iv goes through the hash.Hash interface: handing it over directly
+	// made every caller's authenticator escape to the heap.
+	prev := m.iv[:copy(m.iv[:], iv)]
 	for i := 0; i < len(src); i += 16 {
 		h.Reset()
 		h.Write(secret)
@@ -46,7 +49,7 @@ func DecryptUserPassword(dst, enc, secret []byte, ra [16]byte) ([]byte, error) {
 		return dst, ErrCipherLen
 	}
 	n := len(dst)
-	dst = append(dst, make([]byte, len(enc))...)
+	dst = grow(dst, len(enc))
 	xorChainPooled(dst[n:], enc, secret, ra[:], true)
 	return dst, nil
 }
@@ -62,10 +65,19 @@ func EncryptUserPassword(dst, plain, secret []byte, ra [16]byte) ([]byte, error)
 		l = 16
 	}
 	n := len(dst)
-	dst = append(dst, make([]byte, l)...)
+	dst = grow(dst, l)
 	copy(dst[n:], plain)
 	xorChainPooled(dst[n:], dst[n:], secret, ra[:], false)
 	return dst, nil
+}
+
+// grow extends dst by n zero octets, in place when its capacity allows:
+// append(dst, make([]byte, n)...) allocated the n octets every time.
+func grow(dst []byte, n int) []byte {
+	l := len(dst)
+	dst = slices.Grow(dst, n)[:l+n]
+	clear(dst[l:])
+	return dst
 }
 
 // TrimPassword drops the NUL padding of a decrypted User-Password.
@@ -106,7 +118,7 @@ func SaltDecrypt(dst, v, secret []byte, ra [16]byte) ([]byte, error) {
 	copy(iv[:16], ra[:])
 	copy(iv[16:], v[:2])
 	n := len(dst)
-	dst = append(dst, make([]byte, len(v)-2)...)
+	dst = grow(dst, len(v)-2)
 	xorChainPooled(dst[n:], v[2:], secret, iv[:], true)
 	if int(dst[n]) > len(v)-3 {
 		return dst[:n], ErrCipherLen

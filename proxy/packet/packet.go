@@ -277,6 +277,7 @@ type md5State struct {
 	key [64]byte
 	pad [64]byte
 	sum [16]byte
+	iv  [18]byte // xorChain's first block
 }
 
 var md5Pool = sync.Pool{New: func() any { return &md5State{h: md5.New()} }}

@@ -129,6 +129,10 @@ func RunLoad(ctx context.Context, spec LoadSpec) (LoadResult, error) {
 		wg       sync.WaitGroup
 		firstErr error
 	)
+	// One slot per request, indexed by its sequence number: workers that
+	// took more than their share grew their own slices mid-run, and the
+	// garbage made the load tool collect while it measured.
+	lat := make([]time.Duration, spec.Count)
 	dashedMACs := make([]string, len(spec.MACs))
 	for i, m := range spec.MACs {
 		dashedMACs[i] = dashed(m)
@@ -143,7 +147,6 @@ func RunLoad(ctx context.Context, spec LoadSpec) (LoadResult, error) {
 		go func(w int, conn net.Conn) {
 			defer wg.Done()
 			defer conn.Close()
-			lat := make([]time.Duration, 0, spec.Count/spec.Concurrency+1)
 			var answered, lost, rejected int
 			req := make([]byte, 0, 256)
 			buf := make([]byte, packet.MaxLen)
@@ -184,7 +187,7 @@ func RunLoad(ctx context.Context, spec LoadSpec) (LoadResult, error) {
 					if _, err := packet.VerifyResponse(&reply, [16]byte(req[4:20]), spec.Secret); err != nil {
 						continue
 					}
-					lat = append(lat, time.Since(t0))
+					lat[n-1] = time.Since(t0)
 					answered++
 					if reply.Code != packet.CodeAccessAccept {
 						rejected++
@@ -196,12 +199,17 @@ func RunLoad(ctx context.Context, spec LoadSpec) (LoadResult, error) {
 			res.Answered += answered
 			res.Lost += lost
 			res.Rejected += rejected
-			res.Latencies = append(res.Latencies, lat...)
 			mu.Unlock()
 		}(w, conn)
 	}
 	wg.Wait()
 	res.End = time.Now()
+	res.Latencies = make([]time.Duration, 0, res.Answered)
+	for _, d := range lat {
+		if d > 0 { // not sent, or not answered
+			res.Latencies = append(res.Latencies, d)
+		}
+	}
 	res.Elapsed = res.End.Sub(start)
 	res.Sent = res.Answered + res.Lost
 	slices.Sort(res.Latencies)
