@@ -68,39 +68,16 @@ func TestCrashMidSync(t *testing.T) {
 	lastSeen := -1
 	for round := range 3 {
 		killAfter := lastSeen + 8
-		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
-		cmd.Env = append(os.Environ(), crashEnv+"="+path)
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(out)
-		killed := false
-		for sc.Scan() {
+		runAndKill(t, round, "TestHelperProcess", crashEnv, path, func(line string) bool {
 			var p int
-			if _, err := fmt.Sscanf(sc.Text(), "committed %d", &p); err != nil {
-				t.Logf("child: %s", sc.Text())
-				continue
+			if _, err := fmt.Sscanf(line, "committed %d", &p); err != nil {
+				t.Logf("child: %s", line)
+				return false
 			}
 			lastSeen = p
-			if p >= killAfter && !killed {
-				// The child is already building or committing the next page.
-				if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-					t.Fatal(err)
-				}
-				killed = true
-			}
-		}
-		err = cmd.Wait()
-		cancel()
-		var ee *exec.ExitError
-		if !killed || !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-			t.Fatalf("round %d: child not killed as planned: killed=%v err=%v", round, killed, err)
-		}
+			// The child is already building or committing the next page.
+			return p >= killAfter
+		})
 
 		s, err := Open(path, Options{})
 		if err != nil {
@@ -203,47 +180,27 @@ func TestCrashMidOutbox(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "crash.db")
 	lastCommitted, acked := -1, map[int]bool{}
 	for round := range 3 {
-		killAfter := lastCommitted + 8
-		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestOutboxHelperProcess$", "-test.count=1")
-		cmd.Env = append(os.Environ(), outboxCrashEnv+"="+path)
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(out)
-		killed := false
-		for sc.Scan() {
+		killAfter, sent := lastCommitted+8, false
+		runAndKill(t, round, "TestOutboxHelperProcess", outboxCrashEnv, path, func(line string) bool {
 			var b int
-			if _, err := fmt.Sscanf(sc.Text(), "acked %d", &b); err == nil {
+			if _, err := fmt.Sscanf(line, "acked %d", &b); err == nil {
 				acked[b] = true
-				continue
+				return false
 			}
-			switch _, err := fmt.Sscanf(sc.Text(), "committed %d", &b); {
-			case err == nil:
-				lastCommitted = b
-				if b >= killAfter && !killed {
-					// The child is already acknowledging, or storing the
-					// next batch: land somewhere in that.
-					time.Sleep(rand.N(3 * time.Millisecond))
-					if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-						t.Fatal(err)
-					}
-					killed = true
-				}
-			default:
-				t.Logf("child: %s", sc.Text())
+			if _, err := fmt.Sscanf(line, "committed %d", &b); err != nil {
+				t.Logf("child: %s", line)
+				return false
 			}
-		}
-		err = cmd.Wait()
-		cancel()
-		var ee *exec.ExitError
-		if !killed || !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-			t.Fatalf("round %d: child not killed as planned: killed=%v err=%v", round, killed, err)
-		}
+			lastCommitted = b
+			if b < killAfter || sent {
+				return false
+			}
+			// The child is already acknowledging, or storing the next
+			// batch: land somewhere in that.
+			sent = true
+			time.Sleep(rand.N(3 * time.Millisecond))
+			return true
+		})
 
 		s, err := Open(path, Options{})
 		if err != nil {
@@ -290,5 +247,38 @@ func TestCrashMidOutbox(t *testing.T) {
 		}
 		t.Logf("round %d: killed after batch %d reported, outbox at batch %d with %d events", round, killAfter, newest, len(evs))
 		lastCommitted = newest
+	}
+}
+
+// runAndKill starts the test helper named helper with env set to path,
+// hands each line it prints to line, and kills it with SIGKILL the first
+// time line returns true. It fails the test unless the child died of it.
+func runAndKill(t *testing.T, round int, helper, env, path string, line func(string) bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+helper+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env+"="+path)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	killed := false
+	for sc.Scan() {
+		if line(sc.Text()) && !killed {
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			killed = true
+		}
+	}
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !killed || !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("round %d: child not killed as planned: killed=%v err=%v", round, killed, err)
 	}
 }

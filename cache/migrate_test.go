@@ -17,12 +17,7 @@ import (
 // writeV1 builds a file the way the v1 prototype laid it out.
 func writeV1(t *testing.T, path string, recs map[string]any) {
 	t.Helper()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	err = db.Update(func(tx *bolt.Tx) error {
+	writeRaw(t, path, func(tx *bolt.Tx) error {
 		meta, _ := tx.CreateBucket(bucketMeta)
 		if err := meta.Put(metaSchema, binary.BigEndian.AppendUint32(nil, 1)); err != nil {
 			return err
@@ -42,7 +37,18 @@ func writeV1(t *testing.T, path string, recs map[string]any) {
 		}
 		return nil
 	})
+}
+
+// writeRaw writes a file with bbolt alone, in one transaction, the way an
+// older mxedge left it.
+func writeRaw(t *testing.T, path string, fn func(*bolt.Tx) error) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(fn); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -143,12 +149,7 @@ const errTest = testError("injected failure")
 // event, and the ID index.
 func writeV2Outbox(t *testing.T, path string, recs [][]byte) {
 	t.Helper()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	err = db.Update(func(tx *bolt.Tx) error {
+	writeRaw(t, path, func(tx *bolt.Tx) error {
 		meta, _ := tx.CreateBucket(bucketMeta)
 		out, _ := tx.CreateBucket(v2Outbox)
 		ids, _ := tx.CreateBucket(v2EventIDs)
@@ -174,9 +175,6 @@ func writeV2Outbox(t *testing.T, path string, recs [][]byte) {
 			putInt(meta, metaEvents, int64(len(recs))),
 			putInt(meta, metaDropped, 3))
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // The v2 outbox's events move, in order and in batches, into the v3
