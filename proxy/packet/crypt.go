@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
-	"slices"
 )
 
 // ErrCipherLen is returned for hidden attribute values whose length cannot
@@ -49,7 +48,7 @@ func DecryptUserPassword(dst, enc, secret []byte, ra [16]byte) ([]byte, error) {
 		return dst, ErrCipherLen
 	}
 	n := len(dst)
-	dst = grow(dst, len(enc))
+	dst = append(dst, make([]byte, len(enc))...)
 	xorChainPooled(dst[n:], enc, secret, ra[:], true)
 	return dst, nil
 }
@@ -65,19 +64,10 @@ func EncryptUserPassword(dst, plain, secret []byte, ra [16]byte) ([]byte, error)
 		l = 16
 	}
 	n := len(dst)
-	dst = grow(dst, l)
+	dst = append(dst, make([]byte, l)...)
 	copy(dst[n:], plain)
 	xorChainPooled(dst[n:], dst[n:], secret, ra[:], false)
 	return dst, nil
-}
-
-// grow extends dst by n zero octets, in place when its capacity allows:
-// append(dst, make([]byte, n)...) allocated the n octets every time.
-func grow(dst []byte, n int) []byte {
-	l := len(dst)
-	dst = slices.Grow(dst, n)[:l+n]
-	clear(dst[l:])
-	return dst
 }
 
 // TrimPassword drops the NUL padding of a decrypted User-Password.
@@ -118,7 +108,7 @@ func SaltDecrypt(dst, v, secret []byte, ra [16]byte) ([]byte, error) {
 	copy(iv[:16], ra[:])
 	copy(iv[16:], v[:2])
 	n := len(dst)
-	dst = grow(dst, len(v)-2)
+	dst = append(dst, make([]byte, len(v)-2)...)
 	xorChainPooled(dst[n:], v[2:], secret, iv[:], true)
 	if int(dst[n]) > len(v)-3 {
 		return dst[:n], ErrCipherLen

@@ -371,4 +371,32 @@ func BenchmarkVerifyAndSign(b *testing.B) {
 	}
 }
 
+// BenchmarkHiddenAttributes is the proxy's re-encryption of one
+// User-Password and one salted key across a secret change. It allocates
+// nothing: the authenticators stay on the stack.
+func BenchmarkHiddenAttributes(b *testing.B) {
+	in, out := []byte("secret-in"), []byte("secret-out")
+	ra, ra2 := RandomAuthenticator(), RandomAuthenticator()
+	pw, _ := EncryptUserPassword(nil, []byte("correct horse"), in, ra)
+	key, _ := SaltEncrypt(nil, SaltPlaintext(make([]byte, 32)), in, ra, [2]byte{0x80, 1})
+	var plain, enc [64]byte
+	b.ReportAllocs()
+	for b.Loop() {
+		p, err := DecryptUserPassword(plain[:0], pw, in, ra)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := EncryptUserPassword(enc[:0], TrimPassword(p), out, ra2); err != nil {
+			b.Fatal(err)
+		}
+		k, err := SaltDecrypt(plain[:0], key, in, ra)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := SaltEncrypt(enc[:0], k, out, ra2, [2]byte{0x80, 2}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 var _ = hex.EncodeToString
