@@ -9,35 +9,57 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
+// CompactResult is what Compact did, for the caller to log and to pass to
+// Open (Options.Compaction), which exports it as metrics: Compact runs
+// before the store and its registerer exist.
+type CompactResult struct {
+	Before, After int64         // file size in bytes; equal when not compacted
+	Free          float64       // fraction of the file that was free (0..1)
+	Compacted     bool          // false: not sparse enough, left as it was
+	Took          time.Duration // including the sync and rename
+}
+
 // Compact rewrites the store at path into a fresh, dense file when at least
-// minFree (0..1) of it is free pages, and reports the sizes before and
-// after. bbolt files never shrink, so after a mass purge or a large site
-// shrinking, the daemon calls this at startup, before Open. The old file is
-// replaced by an atomic rename only once the copy is complete and synced.
-func Compact(path string, minFree float64, lockTimeout time.Duration) (before, after int64, err error) {
+// minFree (0..1) of it is free pages, and reports what it did. bbolt files
+// never shrink, so after a mass purge or a large site shrinking, the daemon
+// calls this at startup, before Open. The old file is replaced by an atomic
+// rename only once the copy is complete and synced. On error the file is
+// as it was.
+func Compact(path string, minFree float64, lockTimeout time.Duration) (CompactResult, error) {
+	start := time.Now()
+	res, err := compact(path, minFree, lockTimeout)
+	res.Took = time.Since(start)
+	return res, err
+}
+
+func compact(path string, minFree float64, lockTimeout time.Duration) (CompactResult, error) {
 	if lockTimeout <= 0 {
 		lockTimeout = DefaultLockTimeout
 	}
 	src, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout, FreelistType: bolt.FreelistMapType})
 	if err != nil {
-		return 0, 0, fmt.Errorf("cache: compact %s: %w", path, err)
+		return CompactResult{}, fmt.Errorf("cache: compact %s: %w", path, err)
 	}
 	defer src.Close()
-	before = fileSize(path)
+	before := fileSize(path)
+	res := CompactResult{Before: before, After: before}
 	// Free means free pages plus the tail bbolt grew the file by but has
 	// not used yet (it grows in large steps).
 	var used int64
 	_ = src.View(func(tx *bolt.Tx) error { used = tx.Size(); return nil })
 	st := src.Stats()
 	free := before - used + int64(st.FreePageN+st.PendingPageN)*int64(src.Info().PageSize)
-	if before == 0 || float64(free)/float64(before) < minFree {
-		return before, before, nil
+	if before > 0 {
+		res.Free = float64(free) / float64(before)
+	}
+	if before == 0 || res.Free < minFree {
+		return res, nil
 	}
 	tmp := path + ".compact"
 	_ = os.Remove(tmp)
 	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: lockTimeout, FreelistType: bolt.FreelistMapType, NoSync: true})
 	if err != nil {
-		return before, before, fmt.Errorf("cache: compact %s: %w", path, err)
+		return res, fmt.Errorf("cache: compact %s: %w", path, err)
 	}
 	err = bolt.Compact(dst, src, 64<<20)
 	if err == nil {
@@ -51,11 +73,12 @@ func Compact(path string, minFree float64, lockTimeout time.Duration) (before, a
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
-		return before, before, fmt.Errorf("cache: compact %s: %w", path, err)
+		return res, fmt.Errorf("cache: compact %s: %w", path, err)
 	}
 	if d, err := os.Open(filepath.Dir(path)); err == nil {
 		_ = d.Sync() // make the rename durable
 		d.Close()
 	}
-	return before, fileSize(path), nil
+	res.After, res.Compacted = fileSize(path), true
+	return res, nil
 }

@@ -3,6 +3,8 @@ package cache
 import (
 	"path/filepath"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestCompact(t *testing.T) {
@@ -38,15 +40,28 @@ func TestCompact(t *testing.T) {
 	s.Close()
 
 	// Not sparse enough: untouched.
-	if b, a, err := Compact(path, 1.01, 0); err != nil || a != b {
-		t.Fatalf("Compact(1.01) = %d, %d, %v", b, a, err)
+	if res, err := Compact(path, 1.01, 0); err != nil || res.Compacted || res.After != res.Before || res.Free < 0.5 {
+		t.Fatalf("Compact(1.01) = %+v, %v", res, err)
 	}
-	before, after, err := Compact(path, 0.5, 0)
-	if err != nil || after >= before/2 {
-		t.Fatalf("Compact = %d -> %d, %v", before, after, err)
+	res, err := Compact(path, 0.5, 0)
+	if err != nil || !res.Compacted || res.After >= res.Before/2 {
+		t.Fatalf("Compact = %+v, %v", res, err)
 	}
-	t.Logf("compacted %d -> %d bytes", before, after)
-	s = mustOpen(t, path, Options{Now: clk.Now})
+	t.Logf("compacted %d -> %d bytes (%.0f%% free)", res.Before, res.After, 100*res.Free)
+	reg := prometheus.NewRegistry()
+	s = mustOpen(t, path, Options{Now: clk.Now, Compaction: &res, Registerer: reg})
+	for name, want := range map[string]float64{
+		"mxedge_cache_compaction_before_bytes": float64(res.Before),
+		"mxedge_cache_compaction_after_bytes":  float64(res.After),
+		"mxedge_cache_file_bytes":              float64(res.After),
+	} {
+		if got := gaugeValue(t, reg, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	if got := labelledValue(t, reg, "mxedge_cache_compactions_total", "compacted"); got != 1 {
+		t.Errorf("compactions_total{compacted} = %v", got)
+	}
 	checkConsistent(t, s)
 	if st := s.Stats(); st.Entries != 100 || st.Events != 3 || st.Cursor != "c10" {
 		t.Fatalf("after compaction: %+v", st)

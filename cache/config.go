@@ -10,22 +10,31 @@ import (
 
 // Defaults and limits of Options. The TTL bounds follow cache_ttl_days (1..30).
 const (
-	DefaultTTL         = 7 * 24 * time.Hour
-	MinTTL             = 24 * time.Hour
-	MaxTTL             = 30 * 24 * time.Hour
-	DefaultMaxEntries  = 1_000_000
-	DefaultMaxEvents   = 100_000
-	DefaultSweepBatch  = 1000
-	DefaultLockTimeout = time.Second
+	DefaultTTL        = 7 * 24 * time.Hour
+	MinTTL            = 24 * time.Hour
+	MaxTTL            = 30 * 24 * time.Hour
+	DefaultMaxEntries = 1_000_000
+	DefaultMaxEvents  = 100_000
+	// DefaultMaxAccounting is survivability.accounting_store's default.
+	DefaultMaxAccounting = 1_000_000
+	DefaultSweepBatch    = 1000
+	DefaultLockTimeout   = time.Second
 )
 
 // Options configure a Store. The zero value is valid and means the defaults.
 type Options struct {
-	TTL         time.Duration // entry lifetime after the last cloud auth; 1–30 days, default 7
-	MaxEntries  int           // entries kept; past it the soonest-expiring go first
-	MaxEvents   int           // outbox length; past it the oldest events are dropped
-	SweepBatch  int           // expired entries deleted per write transaction
-	LockTimeout time.Duration // wait for another process's file lock; default 1s
+	TTL        time.Duration // entry lifetime after the last cloud auth; 1–30 days, default 7
+	MaxEntries int           // entries kept; past it the soonest-expiring go first
+	MaxEvents  int           // outbox length; past it the oldest events are dropped
+	// MaxAccounting bounds the accounting hold; past it new records are
+	// refused (ErrAccountingFull), never old ones evicted.
+	MaxAccounting int
+	SweepBatch    int           // expired entries deleted per write transaction
+	LockTimeout   time.Duration // wait for another process's file lock; default 1s
+
+	// Compaction is what Compact did to the file before this Open, if
+	// anything; the store exports it as metrics.
+	Compaction *CompactResult
 
 	Now        func() time.Time      // clock, injectable for TTL tests
 	Logger     *slog.Logger          // default: discard
@@ -49,12 +58,15 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MaxEvents == 0 {
 		o.MaxEvents = DefaultMaxEvents
 	}
+	if o.MaxAccounting == 0 {
+		o.MaxAccounting = DefaultMaxAccounting
+	}
 	if o.SweepBatch == 0 {
 		o.SweepBatch = DefaultSweepBatch
 	}
-	if o.MaxEntries < 0 || o.MaxEvents < 0 || o.SweepBatch < 0 {
-		return o, fmt.Errorf("cache: negative limit (max entries %d, max events %d, sweep batch %d)",
-			o.MaxEntries, o.MaxEvents, o.SweepBatch)
+	if o.MaxEntries < 0 || o.MaxEvents < 0 || o.SweepBatch < 0 || o.MaxAccounting < 0 {
+		return o, fmt.Errorf("cache: negative limit (max entries %d, max events %d, sweep batch %d, max accounting %d)",
+			o.MaxEntries, o.MaxEvents, o.SweepBatch, o.MaxAccounting)
 	}
 	if o.LockTimeout <= 0 {
 		o.LockTimeout = DefaultLockTimeout

@@ -113,7 +113,10 @@ func checkConsistent(t testing.TB, s *Store) {
 		if tn := ttl.Stats().KeyN; tn != n {
 			return fmt.Errorf("TTL index has %d keys for %d entries", tn, n)
 		}
-		return checkOutbox(tx, s)
+		if err := checkOutbox(tx, s); err != nil {
+			return err
+		}
+		return checkAcct(tx, s)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -146,6 +149,30 @@ func checkOutbox(tx *bolt.Tx, s *Store) error {
 	}
 	if got := getInt(tx.Bucket(bucketMeta), metaEvents); got != int64(pending) || s.OutboxLen() != pending {
 		return fmt.Errorf("persisted event count %d, OutboxLen %d, pending %d", got, s.OutboxLen(), pending)
+	}
+	return nil
+}
+
+// checkAcct checks that every held record decodes and that the persisted
+// and in-memory count and size agree with the records.
+func checkAcct(tx *bolt.Tx, s *Store) error {
+	var n, size int64
+	if err := tx.Bucket(bucketAcct).ForEach(func(k, v []byte) error {
+		if _, err := decodeAcct(k, v); err != nil {
+			return fmt.Errorf("held record %x: %w", k, err)
+		}
+		n++
+		size += int64(len(v))
+		return nil
+	}); err != nil {
+		return err
+	}
+	meta := tx.Bucket(bucketMeta)
+	if got, gotB := getInt(meta, metaAcct), getInt(meta, metaAcctBytes); got != n || gotB != size {
+		return fmt.Errorf("persisted accounting count %d and size %d, records %d of %d octets", got, gotB, n, size)
+	}
+	if got, gotB := s.AccountingLen(), s.acctBytes.Load(); int64(got) != n || gotB != size {
+		return fmt.Errorf("AccountingLen %d and size %d, records %d of %d octets", got, gotB, n, size)
 	}
 	return nil
 }

@@ -12,6 +12,9 @@ type metrics struct {
 	evictions                prometheus.Counter
 	rejected                 prometheus.Counter
 	eventsDropped            prometheus.Counter
+	sweeps                   *prometheus.CounterVec
+	sweepsOK, sweepsFailed   prometheus.Counter
+	acctRefused              prometheus.Counter
 }
 
 // newMetrics builds the store's collectors and registers them with reg, if
@@ -40,12 +43,22 @@ func newMetrics(s *Store, reg prometheus.Registerer) (*metrics, error) {
 			Help: "Oldest outbox events dropped because the outbox was full.",
 		}),
 	}
+	m.sweeps = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mxedge_cache_sweeps_total",
+		Help: "Sweeps of expired entries run, by result (ok, error); an idle sweep counts.",
+	}, []string{"result"})
+	m.sweepsOK = m.sweeps.WithLabelValues("ok")
+	m.sweepsFailed = m.sweeps.WithLabelValues("error")
+	m.acctRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mxedge_cache_accounting_refused_total",
+		Help: "Accounting records refused because the accounting hold was full.",
+	})
 	m.hit = m.lookups.WithLabelValues("hit")
 	m.miss = m.lookups.WithLabelValues("miss")
 	m.expired = m.lookups.WithLabelValues("expired")
 	m.fail = m.lookups.WithLabelValues("error")
 	m.collectors = []prometheus.Collector{
-		m.lookups, m.swept, m.evictions, m.rejected, m.eventsDropped,
+		m.lookups, m.swept, m.evictions, m.rejected, m.eventsDropped, m.sweeps, m.acctRefused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "mxedge_cache_entries",
 			Help: "Client entries stored, including expired ones not yet swept.",
@@ -54,7 +67,30 @@ func newMetrics(s *Store, reg prometheus.Registerer) (*metrics, error) {
 			Name: "mxedge_cache_outbox_events",
 			Help: "Events waiting in the outbox for upload.",
 		}, func() float64 { return float64(s.events.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "mxedge_cache_accounting_held",
+			Help: "Accounting records held for replay to the cloud.",
+		}, func() float64 { return float64(s.acctHeld.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "mxedge_cache_accounting_held_bytes",
+			Help: "Size of the held accounting records as stored.",
+		}, func() float64 { return float64(s.acctBytes.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "mxedge_cache_accounting_oldest_age_seconds",
+			Help: "Age of the oldest held accounting record; 0 when none is held.",
+		}, func() float64 {
+			t := s.oldestHeld()
+			if t.IsZero() {
+				return 0
+			}
+			return max(0, s.opts.Now().Sub(t).Seconds())
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "mxedge_cache_file_bytes",
+			Help: "Size of the cache file; bbolt files only shrink by compaction.",
+		}, func() float64 { return float64(fileSize(s.path)) }),
 	}
+	m.collectors = append(m.collectors, compactionMetrics(s.opts.Compaction)...)
 	if reg == nil {
 		return m, nil
 	}
@@ -76,5 +112,36 @@ func (m *metrics) unregister() {
 	}
 	for _, c := range m.collectors {
 		m.reg.Unregister(c)
+	}
+}
+
+// compactionMetrics exports what Compact did before Open: it runs before
+// the store, so the store reports it. Without a result (Compact not run)
+// the counter is present at zero and the size gauges absent.
+func compactionMetrics(res *CompactResult) []prometheus.Collector {
+	runs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mxedge_cache_compactions_total",
+		Help: "Compactions run at start, by result: compacted, or skipped (not sparse enough).",
+	}, []string{"result"})
+	runs.WithLabelValues("compacted")
+	runs.WithLabelValues("skipped")
+	if res == nil {
+		return []prometheus.Collector{runs}
+	}
+	if res.Compacted {
+		runs.WithLabelValues("compacted").Inc()
+	} else {
+		runs.WithLabelValues("skipped").Inc()
+	}
+	gauge := func(name, help string, v float64) prometheus.Collector {
+		g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+		g.Set(v)
+		return g
+	}
+	return []prometheus.Collector{
+		runs,
+		gauge("mxedge_cache_compaction_before_bytes", "Cache file size before the compaction at start.", float64(res.Before)),
+		gauge("mxedge_cache_compaction_after_bytes", "Cache file size after the compaction at start (the same when skipped).", float64(res.After)),
+		gauge("mxedge_cache_compaction_duration_seconds", "Time the compaction at start took.", res.Took.Seconds()),
 	}
 }

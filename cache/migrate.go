@@ -41,7 +41,9 @@ func (s *Store) migrate(tx *bolt.Tx) error {
 	if ver > schemaVersion {
 		return fmt.Errorf("cache: schema v%d is newer than this mxedge understands (v%d)", ver, schemaVersion)
 	}
-	for _, name := range [][]byte{bucketEntries, bucketTTL, bucketBatches, bucketBatchState} {
+	// The accounting bucket came after v3 without a bump: a v3 file
+	// without it gets it here, and an older v3 mxedge ignores it.
+	for _, name := range [][]byte{bucketEntries, bucketTTL, bucketBatches, bucketBatchState, bucketAcct} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return err
 		}

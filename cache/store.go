@@ -27,12 +27,16 @@ var (
 	bucketBatches    = []byte("event-batches") // batch sequence → bucket {"r": records}
 	bucketBatchState = []byte("event-state")   // batch sequence → count ‖ bitmap of gone events
 	keyRecords       = []byte("r")
+	// The accounting hold (accounting.go).
+	bucketAcct = []byte("accounting") // big-endian sequence → held record
 
-	metaSchema  = []byte("schema")
-	metaEntries = []byte("entries")
-	metaEvents  = []byte("events")
-	metaDropped = []byte("events-dropped")
-	metaCursor  = []byte("cursor")
+	metaSchema    = []byte("schema")
+	metaEntries   = []byte("entries")
+	metaEvents    = []byte("events")
+	metaDropped   = []byte("events-dropped")
+	metaCursor    = []byte("cursor")
+	metaAcct      = []byte("acct-held")
+	metaAcctBytes = []byte("acct-bytes")
 )
 
 // initialMmapSize is 1 GiB on 64-bit platforms; 32-bit ones grow on demand.
@@ -55,6 +59,13 @@ type Store struct {
 	events  atomic.Int64
 	dropped atomic.Int64
 	commits atomic.Int64 // write transactions committed; tests check batching
+
+	acctHeld, acctBytes atomic.Int64 // held accounting records, under wmu like entries
+	// The accounting group commit (HoldAccounting): requests waiting for
+	// a commit, and whether a caller is leading one.
+	acctMu      sync.Mutex
+	acctQueue   []*acctReq
+	acctLeading bool
 }
 
 // Stats is a snapshot for `mxedge status` and `mxedge cache ls`.
@@ -66,6 +77,11 @@ type Stats struct {
 	FullSync      bool   // a full resync is in progress
 	SchemaVersion int
 	FileSize      int64
+
+	AccountingHeld   int       // accounting records held for replay
+	AccountingBytes  int64     // their size as stored
+	AccountingOldest time.Time // when the oldest held record was received; zero if none
+	AccountingFull   bool      // at Options.MaxAccounting: new records are refused
 }
 
 // Open opens (creating if needed) the store at path and runs any pending
@@ -101,6 +117,8 @@ func Open(path string, opts Options) (*Store, error) {
 		s.entries.Store(getInt(meta, metaEntries))
 		s.events.Store(getInt(meta, metaEvents))
 		s.dropped.Store(getInt(meta, metaDropped))
+		s.acctHeld.Store(getInt(meta, metaAcct))
+		s.acctBytes.Store(getInt(meta, metaAcctBytes))
 		return nil
 	})
 	if err != nil {
@@ -288,7 +306,12 @@ func (s *Store) Stats() Stats {
 		Events:        int(s.events.Load()),
 		EventsDropped: s.dropped.Load(),
 		SchemaVersion: schemaVersion,
+
+		AccountingHeld:   int(s.acctHeld.Load()),
+		AccountingBytes:  s.acctBytes.Load(),
+		AccountingOldest: s.oldestHeld(),
 	}
+	st.AccountingFull = st.AccountingHeld >= s.opts.MaxAccounting
 	_ = s.db.View(func(tx *bolt.Tx) error {
 		st.Cursor = string(tx.Bucket(bucketMeta).Get(metaCursor))
 		st.FullSync = tx.Bucket(bucketFullSeen) != nil
@@ -309,6 +332,7 @@ type wtx struct {
 	tx                        *bolt.Tx
 	meta, entries, ttl, seen  *bolt.Bucket
 	entriesN, events, dropped int64
+	acctN, acctBytes          int64
 	swept, evicted, rejected  int
 	now                       int64
 	recsTaken                 bool // appendBatch used Store.recs
@@ -327,6 +351,8 @@ func (s *Store) update(fn func(w *wtx) error) error {
 		w.entriesN = getInt(w.meta, metaEntries)
 		w.events = getInt(w.meta, metaEvents)
 		w.dropped = getInt(w.meta, metaDropped)
+		w.acctN = getInt(w.meta, metaAcct)
+		w.acctBytes = getInt(w.meta, metaAcctBytes)
 		dropped0 = w.dropped
 		if err := fn(&w); err != nil {
 			return err
@@ -339,6 +365,8 @@ func (s *Store) update(fn func(w *wtx) error) error {
 			putInt(w.meta, metaEntries, w.entriesN),
 			putInt(w.meta, metaEvents, w.events),
 			putInt(w.meta, metaDropped, w.dropped),
+			putInt(w.meta, metaAcct, w.acctN),
+			putInt(w.meta, metaAcctBytes, w.acctBytes),
 		)
 	})
 	if err != nil {
@@ -348,6 +376,8 @@ func (s *Store) update(fn func(w *wtx) error) error {
 	s.entries.Store(w.entriesN)
 	s.events.Store(w.events)
 	s.dropped.Store(w.dropped)
+	s.acctHeld.Store(w.acctN)
+	s.acctBytes.Store(w.acctBytes)
 	s.metrics.swept.Add(float64(w.swept))
 	s.metrics.evictions.Add(float64(w.evicted))
 	s.metrics.rejected.Add(float64(w.rejected))

@@ -224,6 +224,10 @@ func TestSweepBatches(t *testing.T) {
 	if n, _ := s.Sweep(0); n != 0 || s.commits.Load() != c0 {
 		t.Errorf("idle sweep removed %d in %d transactions", n, s.commits.Load()-c0)
 	}
+	// Three sweeps ran, the idle one included; none failed.
+	if ok, failed := labelledValue(t, reg, "mxedge_cache_sweeps_total", "ok"), labelledValue(t, reg, "mxedge_cache_sweeps_total", "error"); ok != 3 || failed != 0 {
+		t.Errorf("sweeps_total ok %v error %v, want 3 and 0", ok, failed)
+	}
 }
 
 func TestSweepSkipsReupserted(t *testing.T) {
@@ -487,6 +491,43 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// gaugeValue is the value of an unlabelled gauge.
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// labelledValue is the value of the counter name whose one label is value.
+func labelledValue(t *testing.T, reg *prometheus.Registry, name, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == value {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no metric %s{%s}", name, value)
 	return 0
 }
 

@@ -11,7 +11,8 @@ import (
 // Sweep deletes expired entries, walking the TTL index from the soonest
 // expiry, at most Options.SweepBatch per write transaction so that a large
 // backlog never holds the writer lock for long. max bounds the total this
-// call removes (max <= 0: all that are expired).
+// call removes (max <= 0: all that are expired). Each call counts in
+// mxedge_cache_sweeps_total and what it removes in mxedge_cache_swept_total.
 func (s *Store) Sweep(max int) (removed int, err error) {
 	for (max <= 0 || removed < max) && s.anyExpired() {
 		limit := s.opts.SweepBatch
@@ -32,6 +33,11 @@ func (s *Store) Sweep(max int) (removed int, err error) {
 		if err != nil || !more {
 			break
 		}
+	}
+	if err != nil {
+		s.metrics.sweepsFailed.Inc()
+	} else {
+		s.metrics.sweepsOK.Inc()
 	}
 	if removed > 0 {
 		s.log.Info("cache: swept expired entries", "removed", removed, "entries", s.Count())
