@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -280,5 +281,178 @@ func runAndKill(t *testing.T, round int, helper, env, path string, line func(str
 	var ee *exec.ExitError
 	if !killed || !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Fatalf("round %d: child not killed as planned: killed=%v err=%v", round, killed, err)
+	}
+}
+
+const (
+	acctCrashEnv     = "MXEDGE_CACHE_ACCT_CRASH_HELPER" // path of the store the helper writes
+	acctCrashHolders = 8
+	acctCrashMax     = 20_000 // holds per holder; bounds the helper if nobody kills it
+)
+
+// TestAcctHelperProcess is the child of TestCrashMidAccounting: holders
+// hold records concurrently and print each one that returned, while a
+// replayer releases the oldest, announcing each release before and after.
+// Each record's packet names the process, the holder and its count.
+func TestAcctHelperProcess(t *testing.T) {
+	path := os.Getenv(acctCrashEnv)
+	if path == "" {
+		t.Skip("helper for TestCrashMidAccounting")
+	}
+	s, err := Open(path, Options{})
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(2)
+	}
+	var mu sync.Mutex
+	say := func(format string, a ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Printf(format+"\n", a...)
+	}
+	pid := os.Getpid()
+	var wg sync.WaitGroup
+	for g := range acctCrashHolders {
+		wg.Go(func() {
+			for i := range acctCrashMax {
+				pkt := fmt.Appendf(nil, "%d %d %d %s", pid, g, i, strings.Repeat("a", 80))
+				seq, err := s.HoldAccounting("sw", time.Time{}, pkt)
+				if err != nil {
+					say("hold: %v", err)
+					os.Exit(2)
+				}
+				say("held %d %d %d %d", seq, pid, g, i)
+			}
+		})
+	}
+	go func() {
+		for {
+			// Lag behind, as a replayer waiting on the cloud does, so
+			// that the kill finds records held as well as released.
+			recs, err := s.HeldAccounting(250)
+			if err != nil {
+				say("held: %v", err)
+				os.Exit(2)
+			}
+			if len(recs) < 250 {
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			recs = recs[:50]
+			seqs := make([]uint64, len(recs))
+			for i, r := range recs {
+				seqs[i] = r.Seq
+			}
+			last := seqs[len(seqs)-1]
+			say("releasing %d", last)
+			if err := s.ReleaseAccounting(seqs...); err != nil {
+				say("release: %v", err)
+				os.Exit(2)
+			}
+			say("released %d", last)
+		}
+	}()
+	wg.Wait()
+	os.Exit(0)
+}
+
+// TestCrashMidAccounting kills a process holding and releasing accounting
+// records with SIGKILL, three times in a row, and checks that each time
+// the file opens, every record reported held is there unless its release
+// began, none is there twice, and they are in the order they were held.
+func TestCrashMidAccounting(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns a child process")
+	}
+	path := filepath.Join(t.TempDir(), "crash.db")
+	type id struct{ pid, g, i int }
+	held := map[uint64]id{} // records known to be held: reported, or found at the last reopen
+	for round := range 3 {
+		var released, releasing uint64 // highest sequence a release finished or began
+		reports, killAt, sent := 0, 300+rand.N(300), false
+		runAndKill(t, round, "TestAcctHelperProcess", acctCrashEnv, path, func(line string) bool {
+			var (
+				seq uint64
+				r   id
+			)
+			switch {
+			case strings.HasPrefix(line, "held "):
+				if _, err := fmt.Sscanf(line, "held %d %d %d %d", &seq, &r.pid, &r.g, &r.i); err != nil {
+					t.Errorf("child: %s", line)
+					return false
+				}
+				held[seq] = r
+				reports++
+			case strings.HasPrefix(line, "releasing "):
+				fmt.Sscanf(line, "releasing %d", &releasing)
+			case strings.HasPrefix(line, "released "):
+				fmt.Sscanf(line, "released %d", &released)
+			default:
+				t.Logf("child: %s", line)
+			}
+			if reports < killAt || sent {
+				return false
+			}
+			// The holders are mid-commit and the replayer mid-release:
+			// land somewhere in that.
+			sent = true
+			time.Sleep(rand.N(3 * time.Millisecond))
+			return true
+		})
+
+		s, err := Open(path, Options{})
+		if err != nil {
+			t.Fatalf("round %d: reopen after SIGKILL: %v", round, err)
+		}
+		checkConsistent(t, s)
+		recs, err := s.HeldAccounting(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		present := map[uint64]id{}
+		seen := map[id]bool{}
+		lastOf := map[[2]int]int{} // pid, holder → its newest record so far
+		for j, rec := range recs {
+			var r id
+			if _, err := fmt.Sscanf(string(rec.Packet), "%d %d %d", &r.pid, &r.g, &r.i); err != nil {
+				t.Fatalf("round %d: record %d packet %q", round, rec.Seq, rec.Packet)
+			}
+			if j > 0 && rec.Seq <= recs[j-1].Seq {
+				t.Fatalf("round %d: records out of order: %d after %d", round, rec.Seq, recs[j-1].Seq)
+			}
+			if seen[r] {
+				t.Errorf("round %d: record %+v held twice", round, r)
+			}
+			seen[r] = true
+			if i, ok := lastOf[[2]int{r.pid, r.g}]; ok && r.i <= i {
+				t.Errorf("round %d: holder %+v's record %d stored before its record %d", round, r, r.i, i)
+			}
+			lastOf[[2]int{r.pid, r.g}] = r.i
+			present[rec.Seq] = r
+		}
+		lost := 0
+		for seq, r := range held {
+			got, ok := present[seq]
+			switch {
+			case ok && got != r:
+				t.Errorf("round %d: record %d is %+v, reported %+v", round, seq, got, r)
+			case ok && seq <= released:
+				t.Errorf("round %d: record %d present after its release returned (released up to %d)", round, seq, released)
+			case !ok && seq > releasing:
+				lost++
+				if lost <= 5 {
+					t.Errorf("round %d: record %d %+v reported held, and no release of it began, but it is missing", round, seq, r)
+				}
+			}
+		}
+		if lost > 0 {
+			t.Errorf("round %d: %d reported records lost", round, lost)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("round %d: killed after %d holds reported; %d records held (released up to %d, releasing up to %d)",
+			round, reports, len(recs), released, releasing)
+		held = present
 	}
 }
