@@ -34,6 +34,14 @@ const (
 	sourceNone    = "none"
 )
 
+// IsLocalState reports whether a RADIUS State value was issued by the
+// local NAC (every one starts with eaptls.StatePrefix), so the router can
+// keep the rest of an EAP conversation on the path that began it without
+// asking the authenticator. A State from the cloud, or none, is not local.
+func IsLocalState(state []byte) bool {
+	return len(state) > len(eaptls.StatePrefix) && string(state[:len(eaptls.StatePrefix)]) == eaptls.StatePrefix
+}
+
 // serveEAP runs one round of an EAP conversation.
 func (a *Authenticator) serveEAP(req *proxy.Request) ([]byte, proxy.Outcome) {
 	p := req.Packet

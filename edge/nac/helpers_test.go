@@ -400,6 +400,9 @@ func (f *fixture) runEAP(t *testing.T, cert *tls.Certificate, v uint16, mac stri
 		if !ok {
 			t.Fatal("Access-Challenge without State")
 		}
+		if !nac.IsLocalState(st) {
+			t.Fatalf("round %d: State %q is not recognisably local", id, st)
+		}
 		state = bytes.Clone(st)
 		var err error
 		if resp, err = peer.Handle(msg); err != nil {
