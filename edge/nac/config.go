@@ -34,8 +34,10 @@ type Config struct {
 	Sessions *eaptls.Table
 	// Store is the client cache and event outbox.
 	Store Store
-	// DefaultMABVLAN and DefaultDot1XVLAN are given on a cache miss; ""
-	// means no VLAN attributes (the port's own VLAN).
+	// DefaultMABVLAN and DefaultDot1XVLAN are given on a cache miss. ""
+	// rejects a client the cache does not know (for EAP-TLS after its
+	// handshake, with EAP-Failure): an accept without VLAN attributes
+	// would put it on the port's native VLAN, which nobody granted.
 	DefaultMABVLAN   string
 	DefaultDot1XVLAN string
 	// FragmentSize is the EAP-TLS payload per packet; a request's

@@ -10,7 +10,8 @@
 //
 // Authorization never goes beyond what the cloud granted: a cache hit
 // replays the cached VLAN, role and attributes; a miss gets the configured
-// default VLAN (one for 802.1X, one for MAB) and nothing else. An EAP-TLS
+// default VLAN (one for 802.1X, one for MAB) and nothing else, or
+// Access-Reject when that default is not configured. An EAP-TLS
 // hit needs the MAC (Calling-Station-Id) and the certificate identity
 // (cache.Identity.Key: CN, else SAN UPN, email, DNS) to match the same
 // entry, so a valid certificate on a spoofed MAC gets the default VLAN, not

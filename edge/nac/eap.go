@@ -207,6 +207,9 @@ func (a *Authenticator) finishEAP(req *proxy.Request, reply eaptls.Reply) ([]byt
 	}
 	az, source := entry.Authorization, sourceCache
 	if !hit {
+		if a.cfg.DefaultDot1XVLAN == "" {
+			return a.rejectUnknownEAP(req, reply, ev, f)
+		}
 		az, source = cache.Authorization{VLAN: a.cfg.DefaultDot1XVLAN}, sourceDefault
 	}
 	var skipped []string
@@ -242,6 +245,28 @@ func (a *Authenticator) finishEAP(req *proxy.Request, reply eaptls.Reply) ([]byt
 	return b, proxy.OutcomeLocal
 }
 
+// rejectUnknownEAP refuses a client whose handshake succeeded but whom the
+// cache does not know, when no 802.1X default VLAN is configured: the
+// EAP-Success the session produced becomes an EAP-Failure with its
+// identifier (RFC 3748 §4.2), and no keys are sent.
+func (a *Authenticator) rejectUnknownEAP(req *proxy.Request, reply eaptls.Reply, ev cache.Event, f fields) ([]byte, proxy.Outcome) {
+	var id uint8
+	if len(reply.EAP) >= 2 {
+		id = reply.EAP[1]
+	}
+	fail, _ := eap.Packet{Code: eap.CodeFailure, Identifier: id}.Encode()
+	b, err := a.reply(req, packet.CodeAccessReject, func(b []byte) ([]byte, error) { return appendEAP(b, fail) })
+	if err != nil {
+		return a.drop("encode", err)
+	}
+	e := ev
+	e.Type = EventCertValid
+	a.emit(e, f)
+	f.set("tls_version", tlsVersion(reply.Result.Version))
+	a.denyUnknown(req, cache.AuthEAPTLS, ev, f)
+	return b, proxy.OutcomeLocal
+}
+
 func fillAllowed(f *fields, az cache.Authorization, source string) {
 	f.set("result", "accept")
 	f.set("source", source)
@@ -253,11 +278,12 @@ func fillAllowed(f *fields, az cache.Authorization, source string) {
 }
 
 // lookup asks the cache; a store error counts as a miss, which gets the
-// default VLAN: the same as an unknown client, never more.
+// default VLAN or, with none, a reject: the same as an unknown client,
+// never more.
 func (a *Authenticator) lookup(mac, identity, authType string) (cache.Entry, bool) {
 	e, ok, err := a.cfg.Store.Lookup(mac, identity)
 	if err != nil {
-		a.log.Error("cache lookup failed; using the default VLAN", "mac", mac, "identity", identity, "err", err)
+		a.log.Error("cache lookup failed; treating the client as unknown", "mac", mac, "identity", identity, "err", err)
 		return cache.Entry{}, false
 	}
 	if ok && e.AuthType != authType {

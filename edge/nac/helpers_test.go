@@ -218,14 +218,16 @@ type fixture struct {
 	reg    *prometheus.Registry
 }
 
-func newFixture(t testing.TB, store *fakeStore, vendor string) *fixture {
+func newFixture(t testing.TB, store *fakeStore, vendor string, mods ...func(*nac.Config)) *fixture {
 	t.Helper()
-	f := newFixtureStore(t, store)
+	f := newFixtureStore(t, store, mods...)
 	f.store, f.client.Vendor = store, vendor
 	return f
 }
 
-func newFixtureStore(t testing.TB, store nac.Store) *fixture {
+// newFixtureStore builds an authenticator over store with default VLANs
+// 41 (MAB) and 51 (802.1X); mods change its Config before New.
+func newFixtureStore(t testing.TB, store nac.Store, mods ...func(*nac.Config)) *fixture {
 	t.Helper()
 	p := testPKI(t)
 	trust, err := eaptls.ParseTrust(p.caPEM, p.crl)
@@ -241,10 +243,14 @@ func newFixtureStore(t testing.TB, store nac.Store) *fixture {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	a, err := nac.New(nac.Config{
+	cfg := nac.Config{
 		EAP: srv, Store: store, DefaultMABVLAN: "41", DefaultDot1XVLAN: "51",
 		Registerer: reg, Now: now,
-	})
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	a, err := nac.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

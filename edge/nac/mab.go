@@ -13,7 +13,10 @@ const (
 	// reasonPassword is the reason on the event when a password method is
 	// refused offline.
 	reasonPassword = "password methods are not available offline"
-	authPassword   = "password"
+	// reasonNoDefault is the reason on the event when a client the cache
+	// does not know is refused because its method has no default VLAN.
+	reasonNoDefault = "client not in the cache and no default VLAN is configured"
+	authPassword    = "password"
 )
 
 // servePAP answers an Access-Request without EAP: MAB if it looks like
@@ -29,6 +32,14 @@ func (a *Authenticator) servePAP(req *proxy.Request) ([]byte, proxy.Outcome) {
 	e, hit := a.lookup(mac, "", cache.AuthMAB)
 	az, source := e.Authorization, sourceCache
 	if !hit {
+		if a.cfg.DefaultMABVLAN == "" {
+			b, err := a.reply(req, packet.CodeAccessReject, nil)
+			if err != nil {
+				return a.drop("encode", err)
+			}
+			a.denyUnknown(req, cache.AuthMAB, cache.Event{MAC: mac, Identity: string(user)}, nasFields(req, cache.AuthMAB, string(csid)))
+			return b, proxy.OutcomeLocal
+		}
 		az, source = cache.Authorization{VLAN: a.cfg.DefaultMABVLAN}, sourceDefault
 	}
 	var skipped []string
@@ -114,6 +125,21 @@ func (a *Authenticator) refusePassword(req *proxy.Request, user, csid string) ([
 	a.m.decisions.WithLabelValues(authPassword, "reject", sourceNone).Inc()
 	a.log.Info("password method refused offline", "client", req.Client.Name, "user", user)
 	return b, proxy.OutcomeLocal
+}
+
+// denyUnknown records the refusal of a client the cache does not know when
+// no default VLAN is configured for its method: without one, an accept
+// would land it on the port's native VLAN, which nobody granted it.
+func (a *Authenticator) denyUnknown(req *proxy.Request, authType string, ev cache.Event, f fields) {
+	ev.Type, ev.Reason = EventDenied, reasonNoDefault
+	f.set("reason", reasonNoDefault)
+	f.set("result", "reject")
+	f.set("source", sourceNone)
+	f.set("cache_hit", "false")
+	a.emit(ev, f)
+	a.m.decisions.WithLabelValues(authType, "reject", sourceNone).Inc()
+	a.log.Info("unknown client rejected: no default VLAN configured", "auth_type", authType,
+		"client", req.Client.Name, "mac", ev.MAC, "identity", ev.Identity)
 }
 
 // fields are an event's fields in the order they were set: a decision
