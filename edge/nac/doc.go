@@ -18,6 +18,12 @@
 // someone else's. Password methods are refused: the passwords are in the
 // cloud.
 //
+// A local accept is temporary: with Config.SessionTimeout set it carries
+// Session-Timeout (jittered, never longer than a cached one) and
+// Termination-Action RADIUS-Request, so devices let in during an outage
+// re-authenticate against the cloud after it, spread out rather than at
+// once.
+//
 // Every decision becomes a NAC event, named as the cloud names them, in the
 // cache's outbox; the cloud link uploads them after recovery.
 package nac

@@ -212,7 +212,8 @@ func (a *Authenticator) finishEAP(req *proxy.Request, reply eaptls.Reply) ([]byt
 		}
 		az, source = cache.Authorization{VLAN: a.cfg.DefaultDot1XVLAN}, sourceDefault
 	}
-	var skipped []string
+	var g granted
+	local := a.sessionTimeout()
 	b, err := a.reply(req, packet.CodeAccessAccept, func(b []byte) ([]byte, error) {
 		b, err := appendEAP(b, reply.EAP)
 		if err != nil {
@@ -221,20 +222,20 @@ func (a *Authenticator) finishEAP(req *proxy.Request, reply eaptls.Reply) ([]byt
 		if b, err = appendMPPE(b, req, res.Keys.MPPERecvKey(), res.Keys.MPPESendKey()); err != nil {
 			return b, err
 		}
-		b, skipped, err = appendAuthorization(b, az, req.Client.Vendor)
+		b, g, err = appendAuthorization(b, az, req.Client.Vendor, local)
 		return b, err
 	})
 	if err != nil {
 		return a.drop("encode", fmt.Errorf("access-accept for %s: %w", ev.MAC, err))
 	}
-	if len(skipped) > 0 {
-		a.log.Warn("cached attributes not sent", "mac", mac, "identity", ev.Identity, "attributes", skipped)
+	if len(g.skipped) > 0 {
+		a.log.Warn("cached attributes not sent", "mac", mac, "identity", ev.Identity, "attributes", g.skipped)
 	}
 	e := ev
 	e.Type = EventCertValid
 	a.emit(e, f)
 	ev.Type = EventAllowed
-	fillAllowed(&f, az, source)
+	fillAllowed(&f, az, source, g)
 	f.set("tls_version", tlsVersion(res.Version))
 	a.emit(ev, f)
 	a.m.decisions.WithLabelValues(cache.AuthEAPTLS, "accept", source).Inc()
@@ -267,13 +268,16 @@ func (a *Authenticator) rejectUnknownEAP(req *proxy.Request, reply eaptls.Reply,
 	return b, proxy.OutcomeLocal
 }
 
-func fillAllowed(f *fields, az cache.Authorization, source string) {
+func fillAllowed(f *fields, az cache.Authorization, source string, g granted) {
 	f.set("result", "accept")
 	f.set("source", source)
 	f.set("cache_hit", strconv.FormatBool(source == sourceCache))
 	f.set("vlan", az.VLAN)
 	if az.Role != "" {
 		f.set("role", az.Role)
+	}
+	if g.sessionTimeout > 0 {
+		f.set("session_timeout", strconv.FormatUint(uint64(g.sessionTimeout), 10))
 	}
 }
 

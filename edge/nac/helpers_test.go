@@ -230,22 +230,10 @@ func newFixture(t testing.TB, store *fakeStore, vendor string, mods ...func(*nac
 func newFixtureStore(t testing.TB, store nac.Store, mods ...func(*nac.Config)) *fixture {
 	t.Helper()
 	p := testPKI(t)
-	trust, err := eaptls.ParseTrust(p.caPEM, p.crl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := func() time.Time { return testNow }
-	srv, err := eaptls.New(eaptls.Config{
-		Certificate: func() (*tls.Certificate, error) { return p.server, nil },
-		Trust:       trust, Now: now,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	reg := prometheus.NewRegistry()
 	cfg := nac.Config{
-		EAP: srv, Store: store, DefaultMABVLAN: "41", DefaultDot1XVLAN: "51",
-		Registerer: reg, Now: now,
+		EAP: newEAPServer(t), Store: store, DefaultMABVLAN: "41", DefaultDot1XVLAN: "51",
+		Registerer: reg, Now: func() time.Time { return testNow },
 	}
 	for _, m := range mods {
 		m(&cfg)
@@ -258,6 +246,24 @@ func newFixtureStore(t testing.TB, store nac.Store, mods ...func(*nac.Config)) *
 		client: &proxy.Client{Name: "sw1", Prefix: netip.MustParsePrefix("127.0.0.1/32"), Secret: secret, Vendor: "generic"}}
 	t.Cleanup(func() { f.close(t) })
 	return f
+}
+
+// newEAPServer is the EAP-TLS server of the test PKI at testNow.
+func newEAPServer(t testing.TB) *eaptls.Server {
+	t.Helper()
+	p := testPKI(t)
+	trust, err := eaptls.ParseTrust(p.caPEM, p.crl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := eaptls.New(eaptls.Config{
+		Certificate: func() (*tls.Certificate, error) { return p.server, nil },
+		Trust:       trust, Now: func() time.Time { return testNow },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv
 }
 
 // close flushes events so tests can read them.

@@ -42,20 +42,21 @@ func (a *Authenticator) servePAP(req *proxy.Request) ([]byte, proxy.Outcome) {
 		}
 		az, source = cache.Authorization{VLAN: a.cfg.DefaultMABVLAN}, sourceDefault
 	}
-	var skipped []string
+	var g granted
+	local := a.sessionTimeout()
 	b, err := a.reply(req, packet.CodeAccessAccept, func(b []byte) ([]byte, error) {
 		var err error
-		b, skipped, err = appendAuthorization(b, az, req.Client.Vendor)
+		b, g, err = appendAuthorization(b, az, req.Client.Vendor, local)
 		return b, err
 	})
 	if err != nil {
 		return a.drop("encode", err)
 	}
-	if len(skipped) > 0 {
-		a.log.Warn("cached attributes not sent", "mac", mac, "attributes", skipped)
+	if len(g.skipped) > 0 {
+		a.log.Warn("cached attributes not sent", "mac", mac, "attributes", g.skipped)
 	}
 	f := nasFields(req, cache.AuthMAB, string(csid))
-	fillAllowed(&f, az, source)
+	fillAllowed(&f, az, source, g)
 	a.emit(cache.Event{Type: EventAllowed, MAC: mac, Identity: string(user)}, f)
 	a.m.decisions.WithLabelValues(cache.AuthMAB, "accept", source).Inc()
 	if a.debug() {
