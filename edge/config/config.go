@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -111,7 +112,30 @@ type Survivability struct {
 	EAPCert          string   `yaml:"eap_cert"`
 	EAPKey           string   `yaml:"eap_key"`
 	FragmentSize     int      `yaml:"fragment_size"`
-	Health           Health   `yaml:"health"`
+	// FallbackAfter is how long the cloud may stay silent on a MAB request
+	// or the first round of an EAP conversation before the local NAC
+	// answers it; shorter than cloud.radsec.timeout.
+	FallbackAfter time.Duration `yaml:"fallback_after"`
+	// LocalSessionTimeout is the Session-Timeout of local accepts, so
+	// devices let in during an outage re-authenticate against the cloud
+	// after it; 0 sends none.
+	LocalSessionTimeout time.Duration `yaml:"local_session_timeout"`
+	// LocalSessionJitter spreads LocalSessionTimeout down by up to this
+	// fraction, so recovery is no re-authentication storm.
+	LocalSessionJitter Fraction `yaml:"local_session_jitter"`
+	// AccountingStore is how many accounting records are held for replay
+	// to the cloud after an outage.
+	AccountingStore int    `yaml:"accounting_store"`
+	Health          Health `yaml:"health"`
+}
+
+// Fraction is a share between 0 and 1, written in the file as a
+// percentage ("25%") or as a plain fraction (0.25).
+type Fraction float64
+
+// String is the fraction as a percentage, as the file writes it.
+func (f Fraction) String() string {
+	return strconv.FormatFloat(float64(f)*100, 'g', -1, 64) + "%"
 }
 
 // CacheTTL is CacheTTLDays as a duration.
@@ -173,14 +197,18 @@ func Default() *Config {
 			LearnFromAccepts: true,
 		},
 		Survivability: Survivability{
-			Enabled:      true,
-			Mode:         "auto",
-			CacheTTLDays: 7,
-			MaxEntries:   1000000,
-			OrgCA:        "/etc/mxedge/tls/org-ca.pem",
-			EAPCert:      "/etc/mxedge/tls/eap.pem",
-			EAPKey:       "/etc/mxedge/tls/eap.key",
-			FragmentSize: 1020,
+			Enabled:             true,
+			Mode:                "auto",
+			CacheTTLDays:        7,
+			MaxEntries:          1000000,
+			OrgCA:               "/etc/mxedge/tls/org-ca.pem",
+			EAPCert:             "/etc/mxedge/tls/eap.pem",
+			EAPKey:              "/etc/mxedge/tls/eap.key",
+			FragmentSize:        1020,
+			FallbackAfter:       2 * time.Second,
+			LocalSessionTimeout: time.Hour,
+			LocalSessionJitter:  0.25,
+			AccountingStore:     1000000,
 			Health: Health{
 				ProbeInterval: 5 * time.Second,
 				ProbeTimeout:  2 * time.Second,
@@ -232,13 +260,13 @@ func Parse(name string, data []byte) (*Config, error) {
 
 	p := newProblems(name, env)
 	c := Default()
+	c.local = localKeys(v, env) // validate lets some defaults yield to what the file set
 	p.decode("", settings(v), reflect.ValueOf(c).Elem())
 	c.validate(p)
 	if len(p.errs) > 0 {
 		return nil, p.errs
 	}
 	c.warnings = p.warnings
-	c.local = localKeys(v, env)
 	return c, nil
 }
 

@@ -115,6 +115,10 @@ func TestDefaultValues(t *testing.T) {
 		{"survivability.CacheTTL()", c.Survivability.CacheTTL(), 7 * 24 * time.Hour},
 		{"survivability.max_entries", c.Survivability.MaxEntries, 1000000},
 		{"survivability.fragment_size", c.Survivability.FragmentSize, 1020},
+		{"survivability.fallback_after", c.Survivability.FallbackAfter, 2 * time.Second},
+		{"survivability.local_session_timeout", c.Survivability.LocalSessionTimeout, time.Hour},
+		{"survivability.local_session_jitter", c.Survivability.LocalSessionJitter, Fraction(0.25)},
+		{"survivability.accounting_store", c.Survivability.AccountingStore, 1000000},
 		{"survivability.health.probe_interval", c.Survivability.Health.ProbeInterval, 5 * time.Second},
 		{"survivability.health.probe_timeout", c.Survivability.Health.ProbeTimeout, 2 * time.Second},
 		{"survivability.health.down_after", c.Survivability.Health.DownAfter, 3},
@@ -169,16 +173,20 @@ func TestFull(t *testing.T) {
 			CachingSiteIDs: []string{"site-a", "site-b"},
 		},
 		Survivability: Survivability{
-			Mode:             "local",
-			CacheTTLDays:     30,
-			MaxEntries:       1000,
-			DefaultMABVLAN:   "41",
-			DefaultDot1XVLAN: "staff",
-			OrgCA:            "/etc/mxedge/tls/org-ca.pem",
-			CRL:              []string{"/etc/mxedge/tls/a.crl"},
-			EAPKey:           "/etc/mxedge/tls/eap.key",
-			FragmentSize:     1400,
-			Health:           Health{ProbeInterval: time.Second, ProbeTimeout: time.Second, DownAfter: 1, UpAfter: 5},
+			Mode:                "local",
+			CacheTTLDays:        30,
+			MaxEntries:          1000,
+			DefaultMABVLAN:      "41",
+			DefaultDot1XVLAN:    "staff",
+			OrgCA:               "/etc/mxedge/tls/org-ca.pem",
+			CRL:                 []string{"/etc/mxedge/tls/a.crl"},
+			EAPKey:              "/etc/mxedge/tls/eap.key",
+			FragmentSize:        1400,
+			FallbackAfter:       time.Second,
+			LocalSessionTimeout: 30 * time.Minute,
+			LocalSessionJitter:  0.1,
+			AccountingStore:     5000,
+			Health:              Health{ProbeInterval: time.Second, ProbeTimeout: time.Second, DownAfter: 1, UpAfter: 5},
 		},
 		Federation: []Federation{{
 			Name:          "eduroam",
@@ -304,6 +312,11 @@ func TestEnv(t *testing.T) {
 		{map[string]string{"MXEDGE_SURVIVABILITY_CACHE_TTL_DAYS": "14"}, func(c *Config) any { return c.Survivability.CacheTTLDays }, 14},
 		{map[string]string{"MXEDGE_SURVIVABILITY_HEALTH_DOWN_AFTER": "5"}, func(c *Config) any { return c.Survivability.Health.DownAfter }, 5},
 		{map[string]string{"MXEDGE_CLOUD_RADSEC_TIMEOUT": "5s"}, func(c *Config) any { return c.Cloud.RadSec.Timeout }, 5 * time.Second},
+		{map[string]string{"MXEDGE_SURVIVABILITY_LOCAL_SESSION_JITTER": "10%"}, func(c *Config) any { return c.Survivability.LocalSessionJitter }, Fraction(0.1)},
+		{map[string]string{"MXEDGE_SURVIVABILITY_LOCAL_SESSION_JITTER": "0.5"}, func(c *Config) any { return c.Survivability.LocalSessionJitter }, Fraction(0.5)},
+		{map[string]string{"MXEDGE_SURVIVABILITY_FALLBACK_AFTER": "1s"}, func(c *Config) any { return c.Survivability.FallbackAfter }, time.Second},
+		{map[string]string{"MXEDGE_SURVIVABILITY_LOCAL_SESSION_TIMEOUT": "0"}, func(c *Config) any { return c.Survivability.LocalSessionTimeout }, time.Duration(0)},
+		{map[string]string{"MXEDGE_SURVIVABILITY_ACCOUNTING_STORE": "2000"}, func(c *Config) any { return c.Survivability.AccountingStore }, 2000},
 		{map[string]string{"MXEDGE_CLOUD_API_URL": "https://cloud.example.net"}, func(c *Config) any { return c.Cloud.APIURL }, "https://cloud.example.net"},
 		{
 			map[string]string{"MXEDGE_RADIUS_AUTH_LISTEN": "127.0.0.1:1812, [::1]:1812"},
@@ -378,4 +391,45 @@ func mustLoad(t *testing.T, file string) *Config {
 		t.Fatalf("Load(%s):\n%v", file, err)
 	}
 	return c
+}
+
+// TestFailoverKeys: the survivability keys of the automatic failover, in
+// the forms the file may write them, and fallback_after's default giving
+// way to a shorter cloud timeout.
+func TestFailoverKeys(t *testing.T) {
+	tests := []struct {
+		yaml string
+		got  func(*Config) any
+		want any
+	}{
+		{"survivability: {local_session_jitter: 25%}", func(c *Config) any { return c.Survivability.LocalSessionJitter }, Fraction(0.25)},
+		{"survivability: {local_session_jitter: \" 12.5 % \"}", func(c *Config) any { return c.Survivability.LocalSessionJitter }, Fraction(0.125)},
+		{"survivability: {local_session_jitter: 0.4}", func(c *Config) any { return c.Survivability.LocalSessionJitter }, Fraction(0.4)},
+		{"survivability: {local_session_jitter: 0}", func(c *Config) any { return c.Survivability.LocalSessionJitter }, Fraction(0)},
+		{"survivability: {local_session_jitter: 1}", func(c *Config) any { return c.Survivability.LocalSessionJitter }, Fraction(1)},
+		{"survivability: {local_session_jitter: 100%}", func(c *Config) any { return c.Survivability.LocalSessionJitter }, Fraction(1)},
+		{"survivability: {local_session_timeout: 0}", func(c *Config) any { return c.Survivability.LocalSessionTimeout }, time.Duration(0)},
+		{"survivability: {local_session_timeout: 1m}", func(c *Config) any { return c.Survivability.LocalSessionTimeout }, time.Minute},
+		{"survivability: {accounting_store: 1000}", func(c *Config) any { return c.Survivability.AccountingStore }, 1000},
+		{"survivability: {fallback_after: 2900ms}", func(c *Config) any { return c.Survivability.FallbackAfter }, 2900 * time.Millisecond},
+		// The default 2s yields to a cloud timeout at or below it.
+		{"cloud: {radsec: {timeout: 2s}}", func(c *Config) any { return c.Survivability.FallbackAfter }, time.Second},
+		{"cloud: {radsec: {timeout: 1500ms}}", func(c *Config) any { return c.Survivability.FallbackAfter }, 750 * time.Millisecond},
+		{"cloud: {radsec: {timeout: 10s}}", func(c *Config) any { return c.Survivability.FallbackAfter }, 2 * time.Second},
+		{"cloud: {radsec: {timeout: 2s}}\nsurvivability: {fallback_after: 1900ms}", func(c *Config) any { return c.Survivability.FallbackAfter }, 1900 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.yaml, func(t *testing.T) {
+			c, err := Parse("t.yaml", []byte(tt.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := tt.got(c); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if s := Fraction(0.25).String(); s != "25%" {
+		t.Errorf("Fraction(0.25) prints %q", s)
+	}
 }

@@ -22,13 +22,14 @@ var (
 	durationType = reflect.TypeFor[time.Duration]()
 	prefixType   = reflect.TypeFor[netip.Prefix]()
 	levelType    = reflect.TypeFor[slog.Level]()
+	fractionType = reflect.TypeFor[Fraction]()
 )
 
 // defaulter is implemented by list elements whose omitted keys have defaults.
 type defaulter interface{ setDefaults() }
 
 func isScalar(t reflect.Type) bool {
-	return t == durationType || t == prefixType || t == levelType
+	return t == durationType || t == prefixType || t == levelType || t == fractionType
 }
 
 func join(prefix, key string) string {
@@ -60,6 +61,19 @@ func (p *problems) decode(key string, in any, out reflect.Value) {
 			return
 		}
 		out.Set(reflect.ValueOf(pfx))
+		return
+	case fractionType:
+		f, pct, ok := toFraction(in)
+		switch {
+		case !ok:
+			p.add(key, show(in)+" is not a percentage (e.g. 25%) or a fraction (e.g. 0.25)")
+			return
+		case !pct && f > 1:
+			// 25 meant as 25% would otherwise be reported as 2500%.
+			p.add(key, show(in)+" is more than 1; write a percentage (e.g. 25%) or a fraction (e.g. 0.25)")
+			return
+		}
+		out.SetFloat(f)
 		return
 	case levelType:
 		s, _ := in.(string)
@@ -213,6 +227,28 @@ func toDuration(in any) (time.Duration, bool) {
 		return 0, x == 0 // 0 needs no unit
 	}
 	return 0, false
+}
+
+// toFraction reads "25%" as 0.25 (pct true) and a plain number, from
+// YAML or as text from the environment, as it is; the range is validate's.
+func toFraction(in any) (f float64, pct, ok bool) {
+	switch x := in.(type) {
+	case string:
+		s := strings.TrimSpace(x)
+		pct = strings.HasSuffix(s, "%")
+		f, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(s, "%")), 64)
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			return 0, false, false
+		}
+		if pct {
+			f /= 100
+		}
+		return f, pct, true
+	case float64:
+		return x, false, !math.IsNaN(x) && !math.IsInf(x, 0)
+	}
+	n, ok := toInt(in)
+	return float64(n), false, ok
 }
 
 // ParseClientAddress accepts what radius.clients[].address takes: an IP (a

@@ -16,6 +16,14 @@ import (
 // offline guessing from one captured packet.
 const minSecretLen = 16
 
+// minLocalSessionTimeout keeps devices let in locally from coming back
+// every few seconds: re-authentication costs a full EAP-TLS handshake.
+const minLocalSessionTimeout = time.Minute
+
+// minAccountingStore is the fewest accounting records worth holding for
+// replay: a few minutes of one busy switch.
+const minAccountingStore = 1000
+
 // Vendors are the values radius.clients[].vendor takes.
 var Vendors = []string{"cisco", "aruba", "juniper", "hpe", "paloalto", "generic"}
 
@@ -33,6 +41,16 @@ func (c *Config) validate(p *problems) {
 	c.RadSec.validate(p)
 	c.Cloud.validate(p)
 	c.Survivability.validate(p)
+	// The local NAC must answer before the cloud request gives up, or the
+	// NAS has had neither answer. The default yields to a cloud timeout
+	// the file shortened; a fallback_after the file set must fit.
+	s, to := &c.Survivability, c.Cloud.RadSec.Timeout
+	if to > 0 && s.FallbackAfter >= to && !c.local["survivability.fallback_after"] {
+		s.FallbackAfter = to / 2
+	}
+	if fa := s.FallbackAfter; fa > 0 && to > 0 && fa >= to {
+		p.add("survivability.fallback_after", fmt.Sprintf("%s is not shorter than cloud.radsec.timeout %s: the local answer must come before the cloud request times out", fa, to))
+	}
 
 	names := map[string]int{}
 	for i := range c.Federation {
@@ -128,6 +146,17 @@ func (s *Survivability) validate(p *problems) {
 		required(p, fmt.Sprintf("survivability.crl[%d]", i), f, "")
 	}
 	intRange(p, "survivability.fragment_size", s.FragmentSize, 64, 4000)
+	positive(p, "survivability.fallback_after", s.FallbackAfter)
+	switch st := s.LocalSessionTimeout; {
+	case st < 0:
+		p.add("survivability.local_session_timeout", fmt.Sprintf("%s must not be negative (0 disables)", st))
+	case st > 0 && st < minLocalSessionTimeout:
+		p.add("survivability.local_session_timeout", fmt.Sprintf("%s is shorter than %s (0 disables)", st, minLocalSessionTimeout))
+	}
+	if j := s.LocalSessionJitter; !(j >= 0 && j <= 1) {
+		p.add("survivability.local_session_jitter", fmt.Sprintf("%s is out of range 0..100%%", j))
+	}
+	intRange(p, "survivability.accounting_store", s.AccountingStore, minAccountingStore, 1<<31-1)
 
 	h := s.Health
 	positive(p, "survivability.health.probe_interval", h.ProbeInterval)

@@ -3,6 +3,7 @@ package nac
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -14,15 +15,17 @@ import (
 
 // RFC 3580 §3.31 values.
 const (
-	tunnelTypeVLAN       = 13
-	tunnelMediumIEEE802  = 6
-	attrFilterID         = 11
-	attrSessionTimeout   = 27
-	vendorAruba          = 14823
-	arubaUserRole        = 1
-	vendorCisco          = 9
-	ciscoAVPair          = 1
-	maxSessionTimeoutSec = 1<<32 - 1
+	tunnelTypeVLAN        = 13
+	tunnelMediumIEEE802   = 6
+	attrFilterID          = 11
+	attrSessionTimeout    = 27
+	attrTerminationAction = 29
+	terminationRADIUS     = 1 // Termination-Action RADIUS-Request (RFC 2865 §5.29)
+	vendorAruba           = 14823
+	arubaUserRole         = 1
+	vendorCisco           = 9
+	ciscoAVPair           = 1
+	maxSessionTimeoutSec  = 1<<32 - 1
 )
 
 type kind uint8
@@ -54,7 +57,7 @@ var attrDefs = []attrDef{
 	{"Class", 0, 25, kindString},
 	{"Session-Timeout", 0, attrSessionTimeout, kindInteger},
 	{"Idle-Timeout", 0, 28, kindInteger},
-	{"Termination-Action", 0, 29, kindInteger},
+	{"Termination-Action", 0, attrTerminationAction, kindInteger},
 	{"Egress-VLANID", 0, 56, kindInteger},
 	{"Egress-VLAN-Name", 0, 58, kindString},
 	{"Tunnel-Type", 0, packet.AttrTunnelType, kindTaggedInt},
@@ -196,15 +199,49 @@ func appendKey(b []byte, k attrKey, v []byte) ([]byte, error) {
 	return packet.AppendAttr(b, k.typ, v)
 }
 
+// sessionTimeout draws the local Session-Timeout for one accept, in whole
+// seconds (at least 1); 0 when none is configured.
+func (a *Authenticator) sessionTimeout() uint32 {
+	t := a.cfg.SessionTimeout.Seconds()
+	if t <= 0 {
+		return 0
+	}
+	if j := a.cfg.SessionJitter; j > 0 {
+		r := min(max(a.cfg.Rand(), 0), 1)
+		t *= 1 - j*r
+	}
+	return uint32(min(max(math.Round(t), 1), maxSessionTimeoutSec))
+}
+
+// granted is what appendAuthorization did beyond the attributes.
+type granted struct {
+	skipped        []string // cached attributes not sent, by name
+	sessionTimeout uint32   // Session-Timeout sent, in seconds; 0 if none
+}
+
+var (
+	keySessionTimeout    = attrKey{0, attrSessionTimeout}
+	keyTerminationAction = attrKey{0, attrTerminationAction}
+)
+
 // appendAuthorization adds what the cloud granted: VLAN, Session-Timeout,
 // role (where the NAS vendor wants it, unless the cached attributes already
 // carry that attribute) and the cached attributes. Attributes that cannot
 // be placed or encoded are skipped and returned for logging.
-func appendAuthorization(b []byte, az cache.Authorization, vendor string) ([]byte, []string, error) {
+//
+// local is the Session-Timeout the local NAC wants (0: none). The cached
+// one is a cached Session-Timeout attribute if there is one, else
+// Authorization.SessionTimeout; exactly one Session-Timeout goes out, the
+// smaller of the two. With a local timeout, Termination-Action is
+// RADIUS-Request whatever the cache says, so the device re-authenticates
+// (against the cloud, once it is back) instead of being cut off.
+func appendAuthorization(b []byte, az cache.Authorization, vendor string, local uint32) ([]byte, granted, error) {
 	var (
-		err     error
-		skipped []string
-		have    = map[attrKey]bool{}
+		err      error
+		g        granted
+		have     = map[attrKey]bool{}
+		cachedST uint32
+		stAttr   bool
 	)
 	type item struct {
 		k attrKey
@@ -214,37 +251,60 @@ func appendAuthorization(b []byte, az cache.Authorization, vendor string) ([]byt
 	for _, at := range az.Attributes {
 		k, kd, ok := resolve(at)
 		if !ok || never(k) || (az.VLAN != "" && isVLANAttr(k)) {
-			skipped = append(skipped, at.Name)
+			g.skipped = append(g.skipped, at.Name)
 			continue
 		}
 		v, err := encodeValue(at, kd)
-		if err != nil || len(v) > maxAttrValue || (k.vendor != 0 && len(v) > maxAttrValue-6) {
-			skipped = append(skipped, at.Name)
+		if err != nil || len(v) > maxAttrValue || (k.vendor != 0 && len(v) > maxAttrValue-6) ||
+			(k == keySessionTimeout && len(v) != 4) {
+			g.skipped = append(g.skipped, at.Name)
 			continue
+		}
+		switch {
+		case k == keySessionTimeout:
+			// Placed below, once: two would leave the NAS to pick one.
+			stAttr = true
+			if n := binary.BigEndian.Uint32(v); n > 0 && (cachedST == 0 || n < cachedST) {
+				cachedST = n
+			}
+			continue
+		case k == keyTerminationAction && local > 0:
+			continue // ours is RADIUS-Request
 		}
 		have[k] = true
 		items = append(items, item{k, v})
 	}
+	if !stAttr {
+		cachedST = uint32(min(az.SessionTimeout/time.Second, maxSessionTimeoutSec))
+	}
 	if az.VLAN != "" {
 		if b, err = appendVLAN(b, az.VLAN); err != nil {
-			return b, skipped, err
+			return b, g, err
 		}
 	}
-	if st := az.SessionTimeout / time.Second; st > 0 && !have[attrKey{0, attrSessionTimeout}] {
+	g.sessionTimeout = cachedST
+	if local > 0 && (cachedST == 0 || local < cachedST) {
+		g.sessionTimeout = local
+	}
+	if g.sessionTimeout > 0 {
 		b = append(b, attrSessionTimeout, 6)
-		b = binary.BigEndian.AppendUint32(b, uint32(min(st, maxSessionTimeoutSec)))
+		b = binary.BigEndian.AppendUint32(b, g.sessionTimeout)
+	}
+	if local > 0 {
+		b = append(b, attrTerminationAction, 6)
+		b = binary.BigEndian.AppendUint32(b, terminationRADIUS)
 	}
 	if az.Role != "" {
 		if k := roleAttr(vendor); !have[k] {
 			if b, err = appendKey(b, k, []byte(az.Role)); err != nil {
-				return b, skipped, err
+				return b, g, err
 			}
 		}
 	}
 	for _, it := range items {
 		if b, err = appendKey(b, it.k, it.v); err != nil {
-			return b, skipped, err
+			return b, g, err
 		}
 	}
-	return b, skipped, nil
+	return b, g, nil
 }

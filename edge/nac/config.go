@@ -2,7 +2,9 @@ package nac
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,10 +36,26 @@ type Config struct {
 	Sessions *eaptls.Table
 	// Store is the client cache and event outbox.
 	Store Store
-	// DefaultMABVLAN and DefaultDot1XVLAN are given on a cache miss; ""
-	// means no VLAN attributes (the port's own VLAN).
+	// DefaultMABVLAN and DefaultDot1XVLAN are given on a cache miss. ""
+	// rejects a client the cache does not know (for EAP-TLS after its
+	// handshake, with EAP-Failure): an accept without VLAN attributes
+	// would put it on the port's native VLAN, which nobody granted.
 	DefaultMABVLAN   string
 	DefaultDot1XVLAN string
+	// SessionTimeout is sent as Session-Timeout, with Termination-Action
+	// RADIUS-Request, in every local Access-Accept, so that a device let
+	// in while the cloud was away re-authenticates, against the cloud once
+	// it is back, within that time. A smaller cached Session-Timeout wins.
+	// 0 adds neither attribute (a cached Session-Timeout is still sent).
+	SessionTimeout time.Duration
+	// SessionJitter (0..1) spreads SessionTimeout: each accept's value is
+	// drawn uniformly from [SessionTimeout×(1−SessionJitter),
+	// SessionTimeout], in whole seconds, so that the devices of one outage
+	// do not all come back to the cloud in the same minute.
+	SessionJitter float64
+	// Rand returns a uniform number in [0, 1) for the jitter and must be
+	// safe for concurrent use; nil is math/rand/v2's Float64.
+	Rand func() float64
 	// FragmentSize is the EAP-TLS payload per packet; a request's
 	// Framed-MTU can only lower it. 0 keeps the EAP server's default.
 	FragmentSize int
@@ -59,6 +77,15 @@ func (c *Config) setDefaults() error {
 	}
 	if c.FragmentSize < 0 {
 		errs = append(errs, errors.New("nac: negative FragmentSize"))
+	}
+	if c.SessionTimeout < 0 {
+		errs = append(errs, errors.New("nac: negative SessionTimeout"))
+	}
+	if !(c.SessionJitter >= 0 && c.SessionJitter <= 1) { // NaN too
+		errs = append(errs, fmt.Errorf("nac: SessionJitter %v is outside 0..1", c.SessionJitter))
+	}
+	if c.Rand == nil {
+		c.Rand = rand.Float64
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -10,12 +10,19 @@
 //
 // Authorization never goes beyond what the cloud granted: a cache hit
 // replays the cached VLAN, role and attributes; a miss gets the configured
-// default VLAN (one for 802.1X, one for MAB) and nothing else. An EAP-TLS
+// default VLAN (one for 802.1X, one for MAB) and nothing else, or
+// Access-Reject when that default is not configured. An EAP-TLS
 // hit needs the MAC (Calling-Station-Id) and the certificate identity
 // (cache.Identity.Key: CN, else SAN UPN, email, DNS) to match the same
 // entry, so a valid certificate on a spoofed MAC gets the default VLAN, not
 // someone else's. Password methods are refused: the passwords are in the
 // cloud.
+//
+// A local accept is temporary: with Config.SessionTimeout set it carries
+// Session-Timeout (jittered, never longer than a cached one) and
+// Termination-Action RADIUS-Request, so devices let in during an outage
+// re-authenticate against the cloud after it, spread out rather than at
+// once.
 //
 // Every decision becomes a NAC event, named as the cloud names them, in the
 // cache's outbox; the cloud link uploads them after recovery.

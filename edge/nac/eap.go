@@ -34,6 +34,14 @@ const (
 	sourceNone    = "none"
 )
 
+// IsLocalState reports whether a RADIUS State value was issued by the
+// local NAC (every one starts with eaptls.StatePrefix), so the router can
+// keep the rest of an EAP conversation on the path that began it without
+// asking the authenticator. A State from the cloud, or none, is not local.
+func IsLocalState(state []byte) bool {
+	return len(state) > len(eaptls.StatePrefix) && string(state[:len(eaptls.StatePrefix)]) == eaptls.StatePrefix
+}
+
 // serveEAP runs one round of an EAP conversation.
 func (a *Authenticator) serveEAP(req *proxy.Request) ([]byte, proxy.Outcome) {
 	p := req.Packet
@@ -199,9 +207,13 @@ func (a *Authenticator) finishEAP(req *proxy.Request, reply eaptls.Reply) ([]byt
 	}
 	az, source := entry.Authorization, sourceCache
 	if !hit {
+		if a.cfg.DefaultDot1XVLAN == "" {
+			return a.rejectUnknownEAP(req, reply, ev, f)
+		}
 		az, source = cache.Authorization{VLAN: a.cfg.DefaultDot1XVLAN}, sourceDefault
 	}
-	var skipped []string
+	var g granted
+	local := a.sessionTimeout()
 	b, err := a.reply(req, packet.CodeAccessAccept, func(b []byte) ([]byte, error) {
 		b, err := appendEAP(b, reply.EAP)
 		if err != nil {
@@ -210,20 +222,20 @@ func (a *Authenticator) finishEAP(req *proxy.Request, reply eaptls.Reply) ([]byt
 		if b, err = appendMPPE(b, req, res.Keys.MPPERecvKey(), res.Keys.MPPESendKey()); err != nil {
 			return b, err
 		}
-		b, skipped, err = appendAuthorization(b, az, req.Client.Vendor)
+		b, g, err = appendAuthorization(b, az, req.Client.Vendor, local)
 		return b, err
 	})
 	if err != nil {
 		return a.drop("encode", fmt.Errorf("access-accept for %s: %w", ev.MAC, err))
 	}
-	if len(skipped) > 0 {
-		a.log.Warn("cached attributes not sent", "mac", mac, "identity", ev.Identity, "attributes", skipped)
+	if len(g.skipped) > 0 {
+		a.log.Warn("cached attributes not sent", "mac", mac, "identity", ev.Identity, "attributes", g.skipped)
 	}
 	e := ev
 	e.Type = EventCertValid
 	a.emit(e, f)
 	ev.Type = EventAllowed
-	fillAllowed(&f, az, source)
+	fillAllowed(&f, az, source, g)
 	f.set("tls_version", tlsVersion(res.Version))
 	a.emit(ev, f)
 	a.m.decisions.WithLabelValues(cache.AuthEAPTLS, "accept", source).Inc()
@@ -234,7 +246,29 @@ func (a *Authenticator) finishEAP(req *proxy.Request, reply eaptls.Reply) ([]byt
 	return b, proxy.OutcomeLocal
 }
 
-func fillAllowed(f *fields, az cache.Authorization, source string) {
+// rejectUnknownEAP refuses a client whose handshake succeeded but whom the
+// cache does not know, when no 802.1X default VLAN is configured: the
+// EAP-Success the session produced becomes an EAP-Failure with its
+// identifier (RFC 3748 §4.2), and no keys are sent.
+func (a *Authenticator) rejectUnknownEAP(req *proxy.Request, reply eaptls.Reply, ev cache.Event, f fields) ([]byte, proxy.Outcome) {
+	var id uint8
+	if len(reply.EAP) >= 2 {
+		id = reply.EAP[1]
+	}
+	fail, _ := eap.Packet{Code: eap.CodeFailure, Identifier: id}.Encode()
+	b, err := a.reply(req, packet.CodeAccessReject, func(b []byte) ([]byte, error) { return appendEAP(b, fail) })
+	if err != nil {
+		return a.drop("encode", err)
+	}
+	e := ev
+	e.Type = EventCertValid
+	a.emit(e, f)
+	f.set("tls_version", tlsVersion(reply.Result.Version))
+	a.denyUnknown(req, cache.AuthEAPTLS, ev, f)
+	return b, proxy.OutcomeLocal
+}
+
+func fillAllowed(f *fields, az cache.Authorization, source string, g granted) {
 	f.set("result", "accept")
 	f.set("source", source)
 	f.set("cache_hit", strconv.FormatBool(source == sourceCache))
@@ -242,14 +276,18 @@ func fillAllowed(f *fields, az cache.Authorization, source string) {
 	if az.Role != "" {
 		f.set("role", az.Role)
 	}
+	if g.sessionTimeout > 0 {
+		f.set("session_timeout", strconv.FormatUint(uint64(g.sessionTimeout), 10))
+	}
 }
 
 // lookup asks the cache; a store error counts as a miss, which gets the
-// default VLAN: the same as an unknown client, never more.
+// default VLAN or, with none, a reject: the same as an unknown client,
+// never more.
 func (a *Authenticator) lookup(mac, identity, authType string) (cache.Entry, bool) {
 	e, ok, err := a.cfg.Store.Lookup(mac, identity)
 	if err != nil {
-		a.log.Error("cache lookup failed; using the default VLAN", "mac", mac, "identity", identity, "err", err)
+		a.log.Error("cache lookup failed; treating the client as unknown", "mac", mac, "identity", identity, "err", err)
 		return cache.Entry{}, false
 	}
 	if ok && e.AuthType != authType {

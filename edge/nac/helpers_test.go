@@ -218,33 +218,27 @@ type fixture struct {
 	reg    *prometheus.Registry
 }
 
-func newFixture(t testing.TB, store *fakeStore, vendor string) *fixture {
+func newFixture(t testing.TB, store *fakeStore, vendor string, mods ...func(*nac.Config)) *fixture {
 	t.Helper()
-	f := newFixtureStore(t, store)
+	f := newFixtureStore(t, store, mods...)
 	f.store, f.client.Vendor = store, vendor
 	return f
 }
 
-func newFixtureStore(t testing.TB, store nac.Store) *fixture {
+// newFixtureStore builds an authenticator over store with default VLANs
+// 41 (MAB) and 51 (802.1X); mods change its Config before New.
+func newFixtureStore(t testing.TB, store nac.Store, mods ...func(*nac.Config)) *fixture {
 	t.Helper()
 	p := testPKI(t)
-	trust, err := eaptls.ParseTrust(p.caPEM, p.crl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := func() time.Time { return testNow }
-	srv, err := eaptls.New(eaptls.Config{
-		Certificate: func() (*tls.Certificate, error) { return p.server, nil },
-		Trust:       trust, Now: now,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	reg := prometheus.NewRegistry()
-	a, err := nac.New(nac.Config{
-		EAP: srv, Store: store, DefaultMABVLAN: "41", DefaultDot1XVLAN: "51",
-		Registerer: reg, Now: now,
-	})
+	cfg := nac.Config{
+		EAP: newEAPServer(t), Store: store, DefaultMABVLAN: "41", DefaultDot1XVLAN: "51",
+		Registerer: reg, Now: func() time.Time { return testNow },
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	a, err := nac.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,6 +246,24 @@ func newFixtureStore(t testing.TB, store nac.Store) *fixture {
 		client: &proxy.Client{Name: "sw1", Prefix: netip.MustParsePrefix("127.0.0.1/32"), Secret: secret, Vendor: "generic"}}
 	t.Cleanup(func() { f.close(t) })
 	return f
+}
+
+// newEAPServer is the EAP-TLS server of the test PKI at testNow.
+func newEAPServer(t testing.TB) *eaptls.Server {
+	t.Helper()
+	p := testPKI(t)
+	trust, err := eaptls.ParseTrust(p.caPEM, p.crl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := eaptls.New(eaptls.Config{
+		Certificate: func() (*tls.Certificate, error) { return p.server, nil },
+		Trust:       trust, Now: func() time.Time { return testNow },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv
 }
 
 // close flushes events so tests can read them.
@@ -399,6 +411,9 @@ func (f *fixture) runEAP(t *testing.T, cert *tls.Certificate, v uint16, mac stri
 		st, ok := rp.Lookup(packet.AttrState)
 		if !ok {
 			t.Fatal("Access-Challenge without State")
+		}
+		if !nac.IsLocalState(st) {
+			t.Fatalf("round %d: State %q is not recognisably local", id, st)
 		}
 		state = bytes.Clone(st)
 		var err error

@@ -13,7 +13,10 @@ const (
 	// reasonPassword is the reason on the event when a password method is
 	// refused offline.
 	reasonPassword = "password methods are not available offline"
-	authPassword   = "password"
+	// reasonNoDefault is the reason on the event when a client the cache
+	// does not know is refused because its method has no default VLAN.
+	reasonNoDefault = "client not in the cache and no default VLAN is configured"
+	authPassword    = "password"
 )
 
 // servePAP answers an Access-Request without EAP: MAB if it looks like
@@ -29,22 +32,31 @@ func (a *Authenticator) servePAP(req *proxy.Request) ([]byte, proxy.Outcome) {
 	e, hit := a.lookup(mac, "", cache.AuthMAB)
 	az, source := e.Authorization, sourceCache
 	if !hit {
+		if a.cfg.DefaultMABVLAN == "" {
+			b, err := a.reply(req, packet.CodeAccessReject, nil)
+			if err != nil {
+				return a.drop("encode", err)
+			}
+			a.denyUnknown(req, cache.AuthMAB, cache.Event{MAC: mac, Identity: string(user)}, nasFields(req, cache.AuthMAB, string(csid)))
+			return b, proxy.OutcomeLocal
+		}
 		az, source = cache.Authorization{VLAN: a.cfg.DefaultMABVLAN}, sourceDefault
 	}
-	var skipped []string
+	var g granted
+	local := a.sessionTimeout()
 	b, err := a.reply(req, packet.CodeAccessAccept, func(b []byte) ([]byte, error) {
 		var err error
-		b, skipped, err = appendAuthorization(b, az, req.Client.Vendor)
+		b, g, err = appendAuthorization(b, az, req.Client.Vendor, local)
 		return b, err
 	})
 	if err != nil {
 		return a.drop("encode", err)
 	}
-	if len(skipped) > 0 {
-		a.log.Warn("cached attributes not sent", "mac", mac, "attributes", skipped)
+	if len(g.skipped) > 0 {
+		a.log.Warn("cached attributes not sent", "mac", mac, "attributes", g.skipped)
 	}
 	f := nasFields(req, cache.AuthMAB, string(csid))
-	fillAllowed(&f, az, source)
+	fillAllowed(&f, az, source, g)
 	a.emit(cache.Event{Type: EventAllowed, MAC: mac, Identity: string(user)}, f)
 	a.m.decisions.WithLabelValues(cache.AuthMAB, "accept", source).Inc()
 	if a.debug() {
@@ -114,6 +126,21 @@ func (a *Authenticator) refusePassword(req *proxy.Request, user, csid string) ([
 	a.m.decisions.WithLabelValues(authPassword, "reject", sourceNone).Inc()
 	a.log.Info("password method refused offline", "client", req.Client.Name, "user", user)
 	return b, proxy.OutcomeLocal
+}
+
+// denyUnknown records the refusal of a client the cache does not know when
+// no default VLAN is configured for its method: without one, an accept
+// would land it on the port's native VLAN, which nobody granted it.
+func (a *Authenticator) denyUnknown(req *proxy.Request, authType string, ev cache.Event, f fields) {
+	ev.Type, ev.Reason = EventDenied, reasonNoDefault
+	f.set("reason", reasonNoDefault)
+	f.set("result", "reject")
+	f.set("source", sourceNone)
+	f.set("cache_hit", "false")
+	a.emit(ev, f)
+	a.m.decisions.WithLabelValues(authType, "reject", sourceNone).Inc()
+	a.log.Info("unknown client rejected: no default VLAN configured", "auth_type", authType,
+		"client", req.Client.Name, "mac", ev.MAC, "identity", ev.Identity)
 }
 
 // fields are an event's fields in the order they were set: a decision

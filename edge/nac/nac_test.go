@@ -451,3 +451,39 @@ func TestEAPWithoutMessageAuthenticatorDropped(t *testing.T) {
 		t.Fatal("answered an EAP request without a verified Message-Authenticator")
 	}
 }
+
+func TestIsLocalState(t *testing.T) {
+	f := newFixture(t, cachedStore(), "generic")
+	id, _ := eap.Packet{Code: eap.CodeResponse, Identifier: 1, Type: eap.TypeIdentity, Data: []byte("x")}.Encode()
+	rp := f.serve(t, request(t, packet.CodeAccessRequest, 1, id, attr{31, []byte(aliceMAC)}))
+	issued, ok := rp.Lookup(packet.AttrState)
+	if !ok || rp.Code != packet.CodeAccessChallenge {
+		t.Fatalf("got %s without State", rp.Code)
+	}
+	cloudState := make([]byte, 16)
+	for i := range cloudState {
+		cloudState[i] = byte(i * 37)
+	}
+	cases := []struct {
+		name  string
+		state []byte
+		want  bool
+	}{
+		{"issued by the local NAC", bytes.Clone(issued), true},
+		{"prefix and anything", []byte("mxedge-local:x"), true},
+		{"a cloud's random 16 bytes", cloudState, false},
+		{"a cloud's text State", []byte("0123456789abcdefghijklmn"), false},
+		{"empty", nil, false},
+		{"the prefix alone", []byte("mxedge-local:"), false},
+		{"the prefix cut short", []byte("mxedge-local"), false},
+		{"another case", []byte("MXEDGE-LOCAL:abc"), false},
+	}
+	for _, c := range cases {
+		if got := nac.IsLocalState(c.state); got != c.want {
+			t.Errorf("%s: IsLocalState(%q) = %v, want %v", c.name, c.state, got, c.want)
+		}
+	}
+	if len(issued) > 253 {
+		t.Fatalf("State of %d octets does not fit an attribute", len(issued))
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -433,8 +434,8 @@ func TestTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(stA) < 22 {
-		t.Fatalf("state %q too short", stA)
+	if !strings.HasPrefix(stA, eaptls.StatePrefix) || len(stA) != len(eaptls.StatePrefix)+24 || len(stA) > 253 {
+		t.Fatalf("state %q: want %q and 24 random characters", stA, eaptls.StatePrefix)
 	}
 	if _, err := tab.Add("02:00:00:00:00:01", b); err != nil {
 		t.Fatal(err)

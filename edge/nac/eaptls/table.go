@@ -16,6 +16,17 @@ const (
 	DefaultMaxPerDevice = 8
 )
 
+// StatePrefix starts every State a Table issues. The edge's router reads
+// it to keep a conversation on the path that began it (local NAC or cloud)
+// without asking the table: a cloud's State is its own random bytes, and
+// the chance that one starts with these 13 octets is 2^-104.
+const StatePrefix = "mxedge-local:"
+
+// stateRandom is the random part of a State: 18 bytes, 24 base64url
+// characters. With the prefix a State is 37 octets, far below the 253 a
+// RADIUS attribute holds.
+const stateRandom = 18
+
 // Table errors.
 var (
 	ErrTableFull  = errors.New("eaptls: too many EAP sessions")
@@ -64,15 +75,15 @@ func NewTable(cfg TableConfig) *Table {
 	return &Table{cfg: cfg, sessions: make(map[string]*entry), devices: make(map[string]int)}
 }
 
-// Add stores s for device and returns a fresh State value (18 random
-// bytes, base64url: 24 characters). Expired sessions are swept first so a
-// busy table frees room before refusing.
+// Add stores s for device and returns a fresh State value: StatePrefix
+// and 18 random bytes in base64url (37 characters in all). Expired
+// sessions are swept first so a busy table frees room before refusing.
 func (t *Table) Add(device string, s *Session) (string, error) {
-	var b [18]byte
+	var b [stateRandom]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", err
 	}
-	state := base64.RawURLEncoding.EncodeToString(b[:])
+	state := StatePrefix + base64.RawURLEncoding.EncodeToString(b[:])
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.cfg.Now()
