@@ -274,8 +274,8 @@ func appendAuthorization(b []byte, az cache.Authorization, vendor string, local 
 		have[k] = true
 		items = append(items, item{k, v})
 	}
-	if !stAttr {
-		cachedST = uint32(min(az.SessionTimeout/time.Second, maxSessionTimeoutSec))
+	if st := az.SessionTimeout / time.Second; !stAttr && st > 0 {
+		cachedST = uint32(min(st, maxSessionTimeoutSec))
 	}
 	if az.VLAN != "" {
 		if b, err = appendVLAN(b, az.VLAN); err != nil {

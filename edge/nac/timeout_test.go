@@ -126,6 +126,7 @@ func TestLocalSessionTimeoutWithCache(t *testing.T) {
 				{Name: "Session-Timeout", Value: "600"}, {Name: "Termination-Action", Value: "default"}}},
 			"aa:bb:cc:00:00:13": {VLAN: "11", Attributes: []cache.Attribute{{Type: attrSessionTimeout, Raw: []byte{0, 0, 0x1c, 0x20}}}}, // 7200
 			"aa:bb:cc:00:00:14": {VLAN: "11", Attributes: []cache.Attribute{{Name: "Session-Timeout", Value: "0"}}},
+			"aa:bb:cc:00:00:15": {VLAN: "11", SessionTimeout: -time.Hour},
 		} {
 			m, _ := cache.NormalizeMAC(mac)
 			e := cache.Entry{MAC: m, AuthType: cache.AuthMAB, Identity: cache.Identity{UserName: m}, Authorization: az}
@@ -145,6 +146,8 @@ func TestLocalSessionTimeoutWithCache(t *testing.T) {
 		{"cached attribute shorter, cached Termination-Action replaced", time.Hour, "aabbcc000012", 600, 1},
 		{"cached raw attribute longer: local", time.Hour, "aabbcc000013", 3600, 1},
 		{"cached zero: local", time.Hour, "aabbcc000014", 3600, 1},
+		{"cached negative: local", time.Hour, "aabbcc000015", 3600, 1},
+		{"no local timeout, cached negative: nothing", 0, "aabbcc000015", 0, -1},
 		{"cache hit without a cached timeout", time.Hour, "aabbcc000001", 3600, 1},
 		{"default VLAN", time.Hour, "aabbcc0000ff", 3600, 1},
 		{"no local timeout: cached field as before", 0, "aabbcc000011", 600, -1},
