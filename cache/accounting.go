@@ -100,6 +100,18 @@ func (s *Store) commitHeld(me *acctReq) {
 	s.acctQueue = s.acctQueue[n:]
 	s.acctMu.Unlock()
 
+	// Answer the batch and pass the lead on even if the commit panics:
+	// the edge recovers a panic per packet, and the holders queued
+	// behind this one must not wait forever.
+	committed := false
+	defer func() {
+		if !committed {
+			for _, r := range batch {
+				r.seq, r.err = 0, errors.New("cache: hold accounting: commit panicked")
+			}
+		}
+		s.handOff(me, batch)
+	}()
 	err := s.update(func(w *wtx) error { return w.holdAcct(batch) })
 	if err != nil {
 		// Rolled back: none of the batch is stored, whatever holdAcct set.
@@ -107,7 +119,12 @@ func (s *Store) commitHeld(me *acctReq) {
 			r.seq, r.err = 0, fmt.Errorf("cache: hold accounting: %w", err)
 		}
 	}
+	committed = true
+}
 
+// handOff answers the batch me led and passes the lead to the first
+// request that queued meanwhile, if any.
+func (s *Store) handOff(me *acctReq, batch []*acctReq) {
 	s.acctMu.Lock()
 	var next *acctReq
 	if len(s.acctQueue) > 0 {
@@ -215,16 +232,16 @@ func (s *Store) AccountingLen() int { return int(s.acctHeld.Load()) }
 // time when none is held.
 func (s *Store) oldestHeld() time.Time {
 	var t time.Time
-	_ = s.db.View(func(tx *bolt.Tx) error {
-		k, v := tx.Bucket(bucketAcct).Cursor().First()
-		if k != nil {
-			if rec, err := decodeAcct(k, v); err == nil {
-				t = rec.Received
-			}
-		}
-		return nil
-	})
+	_ = s.db.View(func(tx *bolt.Tx) error { t = oldestHeldIn(tx); return nil })
 	return t
+}
+
+func oldestHeldIn(tx *bolt.Tx) time.Time {
+	k, v := tx.Bucket(bucketAcct).Cursor().First()
+	if k == nil || len(v) < 9 || v[0] != acctRecordV1 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(v[1:9]))).UTC()
 }
 
 func acctKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	bolt "go.etcd.io/bbolt"
 )
 
 // acctPacket is a stand-in for an Accounting-Request: the store never
@@ -393,4 +394,32 @@ func checkHeld(t *testing.T, s *Store, max int, want []AcctRecord) {
 
 func acctEqual(a, b AcctRecord) bool {
 	return a.Seq == b.Seq && a.Received.Equal(b.Received) && a.Client == b.Client && bytes.Equal(a.Packet, b.Packet)
+}
+
+// A v3 file from before the hold (no bucket, no meta keys) opens, gains
+// the bucket without a schema bump, and holds.
+func TestAccountingOnFileFromBefore(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cache.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Upsert(mab(1, time.Time{})); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		return errors.Join(tx.DeleteBucket(bucketAcct), meta.Delete(metaAcct), meta.Delete(metaAcctBytes))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = mustOpen(t, path, Options{})
+	if st := s.Stats(); st.SchemaVersion != 3 || st.AccountingHeld != 0 || st.Entries != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	if _, err := s.HoldAccounting("sw", epoch, acctPacket(1)); err != nil {
+		t.Fatal(err)
+	}
+	checkConsistent(t, s)
 }

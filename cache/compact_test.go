@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestCompact(t *testing.T) {
@@ -76,5 +77,25 @@ func TestCompact(t *testing.T) {
 	evs, _ := s.PendingEvents(0)
 	if len(evs) != 4 || evs[3].ID != "last" {
 		t.Fatalf("events after compaction: %+v", evs)
+	}
+}
+
+// Every metric the store registers, the compaction's included, passes the
+// Prometheus lint.
+func TestMetricsLint(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s := mustOpen(t, "", Options{Registerer: reg, Compaction: &CompactResult{Before: 1 << 20, After: 1 << 20}})
+	if _, err := s.HoldAccounting("sw", epoch, []byte{4}); err != nil {
+		t.Fatal(err)
+	}
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+	if got := labelledValue(t, reg, "mxedge_cache_compactions_total", "skipped"); got != 1 {
+		t.Errorf("compactions_total{skipped} = %v", got)
 	}
 }

@@ -1,7 +1,8 @@
 // Package cache is mxedge's durable store for site survivability: the clients
 // the cloud NAC recently authenticated (with the authorization it gave them),
-// the event outbox filled while the cloud is unreachable, and the sync cursor
-// that lets the cloud send only what changed.
+// the event outbox filled while the cloud is unreachable, the accounting
+// requests held for replay meanwhile, and the sync cursor that lets the
+// cloud send only what changed.
 //
 // It lives in a single bbolt file so that a restart during a WAN outage still
 // finds every client, and so that a crash mid-sync leaves the last committed
@@ -12,7 +13,7 @@
 //
 // Layout (schema v3, version in the meta bucket, migrated on Open):
 //
-//	meta           schema version, entry and event counts, sync cursor
+//	meta           schema version, entry, event and held-accounting counts, sync cursor
 //	entries        MAC (12 hex) → record for MAB; MAC "/" identity → record for EAP-TLS
 //	ttl            big-endian expiry ‖ entry key → nothing, for sweeping and eviction
 //	full-seen      keys received by a running full resync (absent otherwise)
@@ -20,6 +21,9 @@
 //	               event records, each a uvarint length then the record
 //	event-state    big-endian batch sequence → event count ‖ bitmap of the
 //	               events acknowledged or dropped
+//	accounting     big-endian sequence → held accounting record: received
+//	               time, client name, the request's octets (accounting.go);
+//	               added within v3, so an older v3 mxedge leaves it alone
 //
 // Events are stored a writer's batch at a time, in one value that bbolt
 // writes once and never rewrites; acks and evictions only flip bits. The IDs

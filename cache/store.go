@@ -307,15 +307,15 @@ func (s *Store) Stats() Stats {
 		EventsDropped: s.dropped.Load(),
 		SchemaVersion: schemaVersion,
 
-		AccountingHeld:   int(s.acctHeld.Load()),
-		AccountingBytes:  s.acctBytes.Load(),
-		AccountingOldest: s.oldestHeld(),
+		AccountingHeld:  int(s.acctHeld.Load()),
+		AccountingBytes: s.acctBytes.Load(),
 	}
 	st.AccountingFull = st.AccountingHeld >= s.opts.MaxAccounting
 	_ = s.db.View(func(tx *bolt.Tx) error {
 		st.Cursor = string(tx.Bucket(bucketMeta).Get(metaCursor))
 		st.FullSync = tx.Bucket(bucketFullSeen) != nil
 		st.FileSize = tx.Size()
+		st.AccountingOldest = oldestHeldIn(tx)
 		return nil
 	})
 	return st
