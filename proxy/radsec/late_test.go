@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/mxedge/mxedge/proxy"
@@ -298,4 +299,64 @@ func TestProbeSupersedesStuckDial(t *testing.T) {
 	if _, err := c.Exchange(context.Background(), accessRequest(t, 1, "p")); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestFullOfQuarantineOpensConn: identifiers held in quarantine count as
+// busy, so a connection full of them makes the pool open another.
+func TestFullOfQuarantineOpensConn(t *testing.T) {
+	srv := startServer(t, "", echo("A"), nil)
+	c, _ := newClient(t, []string{srv.addr}, func(cfg *Config) { cfg.MaxConnsPerServer = 2 })
+	waitFor(t, "server up", func() bool { return c.Up(srv.addr) })
+	cn := onlyConn(t, c)
+	cn.mu.Lock()
+	for id := 1; id < 256; id++ {
+		cn.heldUntil[id] = time.Now().Add(time.Hour).UnixNano()
+	}
+	cn.held.Store(255)
+	cn.mu.Unlock()
+	if _, err := c.Exchange(context.Background(), accessRequest(t, 1, "q")); err != nil {
+		t.Fatal(err)
+	}
+	if got := value(c.ups[0].m.conns); got != 2 {
+		t.Fatalf("connections = %v, want 2", got)
+	}
+}
+
+// TestHungDialRetriesAtOnce: against a peer that never answers the TLS
+// handshake each dial lasts DialTimeout, and the next one starts as it
+// ends, since the backoff counts from the start of the attempt.
+func TestHungDialRetriesAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const dialTimeout = 5 * time.Second
+		var mu sync.Mutex
+		var starts []time.Time
+		var peers []net.Conn
+		c, _ := newClient(t, []string{"127.0.0.1:2083"}, func(cfg *Config) {
+			cfg.DialTimeout = dialTimeout
+			cfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				client, peer := net.Pipe() // the peer end is never read: frozen
+				mu.Lock()
+				starts = append(starts, time.Now())
+				peers = append(peers, peer)
+				mu.Unlock()
+				return client, nil
+			}
+		})
+		time.Sleep(3*dialTimeout + time.Millisecond)
+		synctest.Wait()
+		c.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range peers {
+			p.Close()
+		}
+		if len(starts) != 4 {
+			t.Fatalf("%d dials in %v, want 4", len(starts), 3*dialTimeout)
+		}
+		for i := 1; i < len(starts); i++ {
+			if gap := starts[i].Sub(starts[i-1]); gap != dialTimeout {
+				t.Errorf("dial %d started %v after the one before, want %v", i, gap, dialTimeout)
+			}
+		}
+	})
 }
