@@ -86,12 +86,14 @@ type upstream struct {
 	conns atomic.Pointer[[]*conn] // copy on write, read lock-free by Exchange
 	kickc chan struct{}
 
-	mu       sync.Mutex
-	changed  chan struct{} // closed and replaced on any change waiters care about
-	waiters  int
-	nextDial time.Time
-	fails    int
-	attempts int
+	mu         sync.Mutex
+	changed    chan struct{} // closed and replaced on any change waiters care about
+	waiters    int
+	nextDial   time.Time
+	fails      int
+	attempts   int
+	dialStart  time.Time               // of the dial in flight; zero when none
+	dialCancel context.CancelCauseFunc // of the dial in flight
 
 	reportMu sync.Mutex
 	reported int32 // last state reported, stateUnknown at first
@@ -164,8 +166,11 @@ func (c *Client) Exchange(ctx context.Context, req []byte) ([]byte, error) {
 			return nil, fmt.Errorf("radsec: %w", err)
 		}
 		*bp = b
-		cn.arm(cl, id, b)
-		cn.send(bp)
+		if cn.arm(cl, id, b) {
+			cn.send(bp)
+		} else {
+			c.bufs.Put(bp) // timed out or moved already; cl.done says which
+		}
 		select {
 		case <-cl.done:
 		case <-ctx.Done():
@@ -326,7 +331,7 @@ func (s *upstream) needConnLocked() bool {
 		return false
 	}
 	for _, cn := range conns {
-		if cn.inflight.Load() < 255 {
+		if cn.busy() < 255 {
 			return false
 		}
 	}
@@ -383,15 +388,29 @@ func backoff(fails int, max time.Duration, rnd func(int64) int64) time.Duration 
 	return d/2 + time.Duration(rnd(int64(d/2)+1))
 }
 
+// errSuperseded cancels a dial that a successful Probe started after.
+var errSuperseded = errors.New("radsec: dial superseded by a successful probe")
+
+// dial opens one connection. The backoff after a failure counts from when
+// the attempt started, not when it ended: against a frozen peer (the
+// kernel completes the TCP handshake, nothing answers TLS) each attempt
+// hangs for DialTimeout, which is wait enough, and the next starts at once.
+// So a dial is nearly always in flight, and the one in flight when the peer
+// thaws finishes its handshake within a round trip, instead of the pool
+// sleeping through a backoff while requests wait.
 func (s *upstream) dial() {
 	c := s.c
+	ctx, cancel := context.WithCancelCause(c.ctx)
+	defer cancel(nil)
+	start := time.Now()
 	s.mu.Lock()
 	s.attempts++
 	if s.attempts > 1 {
 		s.m.reconnects.Inc()
 	}
+	s.dialStart, s.dialCancel = start, cancel
 	s.mu.Unlock()
-	cn, err := s.open()
+	cn, err := s.open(ctx)
 	select {
 	case <-c.closed:
 		if cn != nil {
@@ -402,14 +421,19 @@ func (s *upstream) dial() {
 	}
 	var changed bool
 	s.mu.Lock()
-	if err != nil {
+	s.dialStart, s.dialCancel = time.Time{}, nil
+	switch {
+	case err != nil && errors.Is(context.Cause(ctx), errSuperseded):
+		// A probe got through since this attempt began: dial again now.
+		s.nextDial = time.Time{}
+	case err != nil:
 		s.fails++
-		s.nextDial = time.Now().Add(backoff(s.fails, c.cfg.ReconnectMax, rand.Int64N))
+		s.nextDial = start.Add(backoff(s.fails, c.cfg.ReconnectMax, rand.Int64N))
 		if len(*s.conns.Load()) == 0 && s.state.Load() != stateDown {
 			s.state.Store(stateDown)
 			changed = true
 		}
-	} else {
+	default:
 		// fails is reset only once the connection has carried a reply
 		// (see gone), so a peer that accepts and drops us is not redialled
 		// every 100 ms for ever.
@@ -437,6 +461,25 @@ func (s *upstream) dial() {
 	if changed {
 		s.stateChanged(err)
 	}
+}
+
+// probed follows a successful Probe that started at start: a server with
+// no connection gets one now, without waiting out its backoff, and a dial
+// in flight since before the probe (stuck, say, in a handshake sent while
+// the peer was frozen) is abandoned for a fresh one.
+func (s *upstream) probed(start time.Time) {
+	s.mu.Lock()
+	if len(*s.conns.Load()) > 0 {
+		s.mu.Unlock()
+		return
+	}
+	s.fails = 0
+	s.nextDial = time.Time{}
+	if s.dialCancel != nil && s.dialStart.Before(start) {
+		s.dialCancel(errSuperseded)
+	}
+	s.mu.Unlock()
+	s.kick()
 }
 
 // markUp records that a connection to s has carried a verified reply.
@@ -483,9 +526,9 @@ func (s *upstream) stateChanged(err error) {
 }
 
 // open dials and handshakes one connection.
-func (s *upstream) open() (*conn, error) {
+func (s *upstream) open(ctx context.Context) (*conn, error) {
 	c := s.c
-	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.DialTimeout)
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
 	nc, err := c.cfg.Dial(ctx, "tcp", s.addr)
 	if err != nil {
@@ -572,9 +615,24 @@ func (c *Client) Healthy() bool {
 }
 
 // Probe opens a separate connection to server, sends one Status-Server
-// (RFC 5997) and returns the round-trip time of its verified reply. It does
-// not touch the pool, so it works on servers that are down.
+// (RFC 5997) and returns the round-trip time of its verified reply. It
+// does not use the pool's connections, so it works on servers that are
+// down.
+//
+// A successful probe of a server that has no pool connection resets that
+// server's dial backoff and starts a dial at once (abandoning one in flight
+// since before the probe), so the pool follows a health checker's verdict
+// that the server is back instead of its own backoff.
 func (c *Client) Probe(ctx context.Context, server string) (time.Duration, error) {
+	start := time.Now()
+	rtt, u, err := c.probe(ctx, server)
+	if err == nil {
+		u.probed(start)
+	}
+	return rtt, err
+}
+
+func (c *Client) probe(ctx context.Context, server string) (time.Duration, *upstream, error) {
 	var u *upstream
 	for _, x := range c.ups {
 		if x.addr == server {
@@ -582,7 +640,7 @@ func (c *Client) Probe(ctx context.Context, server string) (time.Duration, error
 		}
 	}
 	if u == nil {
-		return 0, fmt.Errorf("radsec: unknown server %q", server)
+		return 0, nil, fmt.Errorf("radsec: unknown server %q", server)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -591,39 +649,39 @@ func (c *Client) Probe(ctx context.Context, server string) (time.Duration, error
 	}
 	nc, err := c.cfg.Dial(ctx, "tcp", server)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer nc.Close()
 	tc := tls.Client(nc, u.tls)
 	if err := tc.HandshakeContext(ctx); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
 	defer stop()
 	req := packet.NewStatusServer(nil, 0, secret)
 	start := time.Now()
 	if _, err := tc.Write(req); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	br := newReader(tc)
 	b, err := ReadPacket(br, nil)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	rtt := time.Since(start)
 	var p packet.Packet
 	if err := p.Parse(b); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	var auth [16]byte
 	copy(auth[:], req[4:20])
 	if p.ID != 0 {
-		return 0, errors.New("radsec: Status-Server reply with wrong identifier")
+		return 0, nil, errors.New("radsec: Status-Server reply with wrong identifier")
 	}
 	if _, err := packet.VerifyResponse(&p, auth, secret); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	return rtt, nil
+	return rtt, u, nil
 }
 
 // Close stops the pool: pending requests fail with ErrClosed and all

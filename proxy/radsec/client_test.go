@@ -249,33 +249,6 @@ func TestAllDown(t *testing.T) {
 	}
 }
 
-// TestBadReply answers the first request with a broken authenticator: the
-// connection is closed (bis §3.12) and the request moves to a new one.
-func TestBadReply(t *testing.T) {
-	var first atomic.Bool
-	first.Store(true)
-	h := proxy.HandlerFunc(func(_ context.Context, r *proxy.Request) ([]byte, proxy.Outcome) {
-		b := acceptWith(r.Packet, "A")
-		if first.Swap(false) {
-			b[5] ^= 0xff
-		}
-		return b, proxy.OutcomeAnswered
-	})
-	srv := startServer(t, "", h, nil)
-	c, _ := newClient(t, []string{srv.addr}, nil)
-	reply, err := c.Exchange(context.Background(), accessRequest(t, 3, "dave"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, u := replyTag(t, reply); u != "dave" {
-		t.Fatalf("user %q", u)
-	}
-	m := c.ups[0].m
-	if value(m.badReply) != 1 || value(m.moved) != 1 || value(m.ok) != 1 {
-		t.Fatalf("bad_reply=%v moved=%v ok=%v", value(m.badReply), value(m.moved), value(m.ok))
-	}
-}
-
 func TestTimeout(t *testing.T) {
 	h := proxy.HandlerFunc(func(context.Context, *proxy.Request) ([]byte, proxy.Outcome) {
 		return nil, proxy.OutcomeDropped

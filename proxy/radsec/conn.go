@@ -22,6 +22,22 @@ var (
 // statusID is the identifier reserved for Status-Server (bis §3.8).
 const statusID = 0
 
+// quarantineFactor times Config.Timeout is how long the identifier of a
+// request that timed out is held back on its connection before it is used
+// again. A reply can only come late, not never, while the connection lives:
+// the peer either answers the request (FreeRADIUS gives up on one after its
+// max_request_time, 30 s by default, but a frozen or backlogged peer works
+// through its queue in order once it runs), or the connection dies. Reusing
+// the identifier early would let that late reply meet a new request: it
+// would fail verification and, before quarantine, cost the whole
+// connection. Four timeouts (12 s by default) cover a peer stalled for
+// longer than the watchdog lets a silent connection live
+// (StatusInterval + Timeout), so on a stalled connection held identifiers
+// outlive the connection; on a merely slow one they come back a little
+// later. A reply later still is dropped like any unmatched reply, and the
+// request that reused the identifier keeps waiting for its own.
+const quarantineFactor = 4
+
 // writeQueue is larger than the 256 identifiers so that a writer stuck
 // behind a slow peer while timed-out slots are reused does not make send
 // block; when it is full the connection is failed instead.
@@ -44,10 +60,13 @@ type conn struct {
 	inflight atomic.Int32
 	lastRead atomic.Int64 // unix nanoseconds
 	replied  atomic.Bool  // a verified reply (or Status-Server answer) arrived
+	held     atomic.Int32 // identifiers in quarantine; inflight+held <= 255
 	batch    batcher[*[]byte]
 
 	mu         sync.Mutex
 	slots      [256]*call
+	heldUntil  [256]int64    // unix nanoseconds; 0 = not quarantined
+	heldAuth   [256][16]byte // authenticator of the timed-out request
 	next       uint8
 	dead       bool
 	wantFree   bool // a request found this conn full and waits for a slot
@@ -97,12 +116,12 @@ func (cn *conn) start() {
 func (cn *conn) alloc(cl *call) (uint8, bool) {
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
-	if cn.dead || cn.inflight.Load() >= 255 {
+	if cn.dead || cn.busy() >= 255 {
 		cn.wantFree = !cn.dead
 		return 0, false
 	}
 	id := cn.next
-	for cn.slots[id] != nil || id == statusID {
+	for cn.slots[id] != nil || cn.heldUntil[id] != 0 || id == statusID {
 		id++
 	}
 	cn.next = id + 1
@@ -111,6 +130,9 @@ func (cn *conn) alloc(cl *call) (uint8, bool) {
 	cn.inflight.Add(1)
 	return id, true
 }
+
+// busy is the number of identifiers in use or in quarantine.
+func (cn *conn) busy() int32 { return cn.inflight.Load() + cn.held.Load() }
 
 // release frees a slot that was never sent.
 func (cn *conn) release(cl *call, id uint8) {
@@ -122,18 +144,23 @@ func (cn *conn) release(cl *call, id uint8) {
 	cn.mu.Unlock()
 }
 
-// arm records what the reader needs to verify the reply to b.
-func (cn *conn) arm(cl *call, id uint8, b []byte) {
+// arm records what the reader needs to verify the reply to b. It reports
+// false when the slot was taken back (the sweep timed it out, or the
+// connection died) before b was sent: b must not be sent then, so that an
+// identifier is quarantined only if a request went out on it.
+func (cn *conn) arm(cl *call, id uint8, b []byte) bool {
 	now := time.Now()
 	cn.mu.Lock()
-	if cn.slots[id] == cl {
-		copy(cl.auth[:], b[4:20])
-		cl.seq++
-		cl.armed = true
-		cl.sent = now
-		cn.lastUse = now.UnixNano()
+	defer cn.mu.Unlock()
+	if cn.slots[id] != cl {
+		return false
 	}
-	cn.mu.Unlock()
+	copy(cl.auth[:], b[4:20])
+	cl.seq++
+	cl.armed = true
+	cl.sent = now
+	cn.lastUse = now.UnixNano()
+	return true
 }
 
 // send queues a packet for the writer, which returns the buffer to the pool.
@@ -173,24 +200,24 @@ func (cn *conn) readLoop() {
 			break
 		}
 		if p.ID == statusID {
-			if err = cn.statusReply(&p); err != nil {
-				break
-			}
+			cn.statusReply(&p)
 			continue
 		}
 		cn.mu.Lock()
 		cl := cn.slots[p.ID]
 		if cl == nil || !cl.armed {
-			// A late reply to a request that timed out: harmless.
 			cn.mu.Unlock()
+			cn.lateReply(&p)
 			continue
 		}
 		auth, seq := cl.auth, cl.seq
 		cn.mu.Unlock()
-		if _, err = packet.VerifyResponse(&p, auth, secret); err != nil {
-			s.m.badReply.Inc()
-			c.log.Warn("radsec reply does not verify; closing connection", "upstream", s.addr, "id", p.ID, "err", err)
-			break
+		if _, verr := packet.VerifyResponse(&p, auth, secret); verr != nil {
+			// Inside mutual TLS this is a peer bug, or a reply later than
+			// the quarantine: the request keeps waiting for its own reply
+			// and the others on the connection are not failed for it.
+			cn.drop(dropUnverified, p.ID, verr)
+			continue
 		}
 		cn.mu.Lock()
 		if cn.slots[p.ID] != cl || cl.seq != seq {
@@ -221,6 +248,8 @@ func (cn *conn) readLoop() {
 	moved := cn.slots
 	cn.slots = [256]*call{}
 	cn.inflight.Store(0)
+	cn.heldUntil = [256]int64{}
+	cn.held.Store(0)
 	cn.mu.Unlock()
 	cause := cn.cause
 	switch {
@@ -239,24 +268,77 @@ func (cn *conn) readLoop() {
 	}
 }
 
-// statusReply checks the answer to our watchdog Status-Server.
-func (cn *conn) statusReply(p *packet.Packet) error {
+// statusReply checks the answer to our watchdog Status-Server. One that
+// does not verify is dropped; the watchdog then decides.
+func (cn *conn) statusReply(p *packet.Packet) {
 	cn.mu.Lock()
 	due, auth := cn.statusDue, cn.statusAuth
-	cn.statusDue = 0
 	cn.mu.Unlock()
 	if due == 0 {
-		return nil
+		cn.drop(dropUnmatched, p.ID, nil)
+		return
 	}
 	if _, err := packet.VerifyResponse(p, auth, secret); err != nil {
-		cn.up.m.badReply.Inc()
-		return err
+		cn.drop(dropUnverified, p.ID, err)
+		return
 	}
+	cn.mu.Lock()
+	if cn.statusAuth == auth {
+		cn.statusDue = 0
+	}
+	cn.mu.Unlock()
 	if !cn.replied.Load() {
 		cn.replied.Store(true)
 		cn.up.markUp()
 	}
-	return nil
+}
+
+// Reasons a reply is dropped.
+const (
+	dropLate       = "late"       // answers a request that timed out
+	dropUnmatched  = "unmatched"  // no request on that identifier
+	dropUnverified = "unverified" // authenticator or Message-Authenticator wrong
+)
+
+// lateReply handles a reply on an identifier with no request armed: the
+// answer to a request that timed out frees its quarantined identifier
+// early; anything else is dropped.
+func (cn *conn) lateReply(p *packet.Packet) {
+	cn.mu.Lock()
+	if cn.heldUntil[p.ID] == 0 {
+		cn.mu.Unlock()
+		cn.drop(dropUnmatched, p.ID, nil)
+		return
+	}
+	auth := cn.heldAuth[p.ID]
+	cn.mu.Unlock()
+	if _, err := packet.VerifyResponse(p, auth, secret); err != nil {
+		cn.drop(dropUnverified, p.ID, err)
+		return
+	}
+	cn.mu.Lock()
+	wake := false
+	if cn.heldUntil[p.ID] != 0 && cn.heldAuth[p.ID] == auth {
+		cn.heldUntil[p.ID] = 0
+		cn.held.Add(-1)
+		wake = cn.wantFree
+		cn.wantFree = false
+	}
+	cn.mu.Unlock()
+	cn.drop(dropLate, p.ID, nil)
+	if wake {
+		cn.up.notify()
+	}
+}
+
+// drop counts a reply that is not delivered. The connection stays up:
+// only a framing error loses the stream.
+func (cn *conn) drop(reason string, id uint8, err error) {
+	s := cn.up
+	s.m.dropped(reason).Inc()
+	if err != nil {
+		s.c.log.Debug("radsec reply dropped", "upstream", s.addr, "id", id, "reason", reason, "err", err)
+	}
 }
 
 func (cn *conn) writeLoop() {
@@ -306,18 +388,38 @@ func (cn *conn) sweep(t time.Time) error {
 	now := t.UnixNano()
 	var expired [255]*call
 	n := 0
+	freed := false
 	cn.mu.Lock()
+	if cn.held.Load() > 0 {
+		for i := 1; i < len(cn.heldUntil); i++ {
+			if u := cn.heldUntil[i]; u != 0 && u <= now {
+				cn.heldUntil[i] = 0
+				cn.held.Add(-1)
+				freed = true
+			}
+		}
+	}
 	if cn.inflight.Load() > 0 {
+		hold := now + quarantineFactor*int64(c.cfg.Timeout)
 		for i := 1; i < len(cn.slots); i++ {
 			if cl := cn.slots[i]; cl != nil && cl.deadline <= now {
 				cn.slots[i] = nil
 				cn.inflight.Add(-1)
+				if cl.armed {
+					// It went out: hold the identifier until its reply
+					// cannot be mistaken for the next request's.
+					cn.heldUntil[i] = hold
+					cn.heldAuth[i] = cl.auth
+					cn.held.Add(1)
+				} else {
+					freed = true
+				}
 				expired[n] = cl
 				n++
 			}
 		}
 	}
-	wake := n > 0 && cn.wantFree
+	wake := freed && cn.wantFree
 	if wake {
 		cn.wantFree = false
 	}

@@ -15,5 +15,12 @@
 // are moved to another one with a new identifier and the same deadline
 // (bis §3.9.2, §4.2); there is no retransmission over TLS.
 //
+// Replies are a different matter: a reply that comes after its request
+// timed out, matches no request, or fails verification is dropped and
+// counted, and the connection stays up. Inside mutual TLS none of those is
+// an attack, and closing would fail every other request in flight. The
+// identifier of a request that timed out is quarantined for a few timeouts
+// so that its late reply cannot meet the next request on it.
+//
 // Inside TLS the RADIUS shared secret is the literal "radsec" (bis §3.1).
 package radsec

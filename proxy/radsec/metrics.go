@@ -14,6 +14,7 @@ type clientMetrics struct {
 	requests   *prometheus.CounterVec
 	conns      *prometheus.GaugeVec
 	reconnects *prometheus.CounterVec
+	dropped    *prometheus.CounterVec
 }
 
 func newClientMetrics(reg prometheus.Registerer) *clientMetrics {
@@ -29,7 +30,7 @@ func newClientMetrics(reg prometheus.Registerer) *clientMetrics {
 		}, []string{"upstream"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mxedge_upstream_requests_total",
-			Help: "Requests sent upstream by result: ok, timeout, bad_reply, moved (to another connection).",
+			Help: "Requests sent upstream by result: ok, timeout, moved (to another connection).",
 		}, []string{"upstream", "result"}),
 		conns: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "mxedge_upstream_connections",
@@ -39,6 +40,10 @@ func newClientMetrics(reg prometheus.Registerer) *clientMetrics {
 			Name: "mxedge_upstream_reconnects_total",
 			Help: "Connection attempts after the first one, successful or not.",
 		}, []string{"upstream"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mxedge_upstream_dropped_replies_total",
+			Help: "Replies dropped without closing the connection, by reason: late (to a request that had timed out), unmatched (no request on that identifier), unverified (authenticator or Message-Authenticator wrong).",
+		}, []string{"upstream", "reason"}),
 	}
 	if reg != nil {
 		// A pool that replaces another on reload shares its series.
@@ -47,6 +52,7 @@ func newClientMetrics(reg prometheus.Registerer) *clientMetrics {
 		m.requests = reuse(reg, m.requests)
 		m.conns = reuse(reg, m.conns)
 		m.reconnects = reuse(reg, m.reconnects)
+		m.dropped = reuse(reg, m.dropped)
 	}
 	return m
 }
@@ -72,10 +78,23 @@ type upstreamMetrics struct {
 	rtt        prometheus.Observer
 	ok         prometheus.Counter
 	timeout    prometheus.Counter
-	badReply   prometheus.Counter
 	moved      prometheus.Counter
 	conns      prometheus.Gauge
 	reconnects prometheus.Counter
+	late       prometheus.Counter
+	unmatched  prometheus.Counter
+	unverified prometheus.Counter
+}
+
+// dropped is the counter of replies dropped for reason.
+func (m *upstreamMetrics) dropped(reason string) prometheus.Counter {
+	switch reason {
+	case dropLate:
+		return m.late
+	case dropUnmatched:
+		return m.unmatched
+	}
+	return m.unverified
 }
 
 func (m *clientMetrics) forUpstream(name string) upstreamMetrics {
@@ -84,10 +103,12 @@ func (m *clientMetrics) forUpstream(name string) upstreamMetrics {
 		rtt:        m.rtt.WithLabelValues(name),
 		ok:         m.requests.WithLabelValues(name, "ok"),
 		timeout:    m.requests.WithLabelValues(name, "timeout"),
-		badReply:   m.requests.WithLabelValues(name, "bad_reply"),
 		moved:      m.requests.WithLabelValues(name, "moved"),
 		conns:      m.conns.WithLabelValues(name),
 		reconnects: m.reconnects.WithLabelValues(name),
+		late:       m.dropped.WithLabelValues(name, dropLate),
+		unmatched:  m.dropped.WithLabelValues(name, dropUnmatched),
+		unverified: m.dropped.WithLabelValues(name, dropUnverified),
 	}
 }
 

@@ -35,7 +35,7 @@ func TestMetricNames(t *testing.T) {
 	}
 	for _, want := range []string{
 		"mxedge_upstream_up", "mxedge_upstream_rtt_seconds", "mxedge_upstream_requests_total",
-		"mxedge_upstream_connections", "mxedge_upstream_reconnects_total",
+		"mxedge_upstream_connections", "mxedge_upstream_reconnects_total", "mxedge_upstream_dropped_replies_total",
 	} {
 		if !got[want] {
 			t.Errorf("metric %s missing", want)
