@@ -20,13 +20,14 @@ import (
 // link then only pulls config and heartbeats. Nothing here blocks: the
 // first sync runs in the background.
 func startCloudLink(ctx context.Context, cfg *config.Config, store *cache.Store, log *slog.Logger, reg prometheus.Registerer) (stop func(), status func() any, err error) {
-	return startCloudLinkWith(ctx, cfg, store, log, reg, nil)
+	return startCloudLinkWith(ctx, cfg, store, log, reg, nil, nil)
 }
 
 // startCloudLinkWith is startCloudLink that hands each config the syncer
-// pulls (and the persisted one, at once) to onConfig, if set.
+// pulls (and the persisted one, at once) to onConfig, and adds
+// heartbeat's fields (the uplink mode) to each heartbeat, when set.
 func startCloudLinkWith(ctx context.Context, cfg *config.Config, store *cache.Store, log *slog.Logger, reg prometheus.Registerer,
-	onConfig func(*cloudlink.EdgeConfig)) (stop func(), status func() any, err error) {
+	onConfig func(*cloudlink.EdgeConfig), heartbeat func() map[string]string) (stop func(), status func() any, err error) {
 	log = log.With("component", "cloudlink")
 	r, err := cloudlink.LoadRegistration(cfg.StateDir)
 	if errors.Is(err, cloudlink.ErrNotRegistered) {
@@ -49,15 +50,16 @@ func startCloudLinkWith(ctx context.Context, cfg *config.Config, store *cache.St
 		st = store // a nil *cache.Store must stay a nil interface
 	}
 	s, err := cloudlink.NewSyncer(cloudlink.SyncerConfig{
-		Client:         client,
-		Store:          st,
-		EdgeID:         r.EdgeID,
-		StateDir:       cfg.StateDir,
-		SyncInterval:   cfg.Cloud.SyncInterval,
-		CachingSiteIDs: cfg.Cloud.CachingSiteIDs,
-		OnConfig:       onConfig,
-		Logger:         log,
-		Registerer:     reg,
+		Client:          client,
+		Store:           st,
+		EdgeID:          r.EdgeID,
+		StateDir:        cfg.StateDir,
+		SyncInterval:    cfg.Cloud.SyncInterval,
+		CachingSiteIDs:  cfg.Cloud.CachingSiteIDs,
+		OnConfig:        onConfig,
+		HeartbeatStatus: heartbeat,
+		Logger:          log,
+		Registerer:      reg,
 	})
 	if err != nil {
 		return nil, nil, err

@@ -74,8 +74,9 @@ type StatusReport struct {
 	Running    bool              `json:"running"` // false: the CLI read the stopped edge's files
 	Version    string            `json:"version"`
 	PID        int               `json:"pid"`
-	Mode       string            `json:"mode"` // the path new requests take: cloud, local or none
+	Mode       string            `json:"mode"` // starting, cloud, survival, recovering; local or none when forced
 	ModeReason string            `json:"mode_reason"`
+	Health     *HealthStatus     `json:"health,omitempty"` // the uplink checker: since when, last change, probes
 	Since      time.Time         `json:"since"`
 	Upstreams  []UpstreamStatus  `json:"upstreams"`
 	Registered bool              `json:"registered"`
@@ -99,6 +100,11 @@ type CacheStatus struct {
 	FullSync      bool   `json:"full_sync_running"`
 	SchemaVersion int    `json:"schema_version"`
 	FileSize      int64  `json:"file_size"`
+	// Accounting received while the cloud could not take it, held for
+	// replay; Full means new accounting is not answered.
+	AccountingHeld   int       `json:"accounting_held"`
+	AccountingOldest time.Time `json:"accounting_oldest,omitzero"`
+	AccountingFull   bool      `json:"accounting_full,omitempty"`
 }
 
 // ConfigSources says where the running configuration came from. The local
@@ -382,10 +388,11 @@ func (a *App) controlCommand(c *control, req ControlRequest) ControlResponse {
 
 // statusReport snapshots the daemon for `mxedge status`.
 func (a *App) statusReport(since time.Time) *StatusReport {
-	path, why := a.router.decide(nil)
+	_, why := a.router.decide(nil)
+	hs := a.health.Status()
 	st := &StatusReport{
-		Running: true, Version: a.opts.Version, PID: os.Getpid(), Mode: string(path), ModeReason: why,
-		Since: since.UTC(), Upstreams: []UpstreamStatus{},
+		Running: true, Version: a.opts.Version, PID: os.Getpid(), Mode: a.router.Mode(), ModeReason: why,
+		Health: &hs, Since: since.UTC(), Upstreams: []UpstreamStatus{},
 	}
 	if box := a.router.cloud.Load(); box != nil {
 		if rs, ok := box.u.(interface{ Up(string) bool }); ok {
@@ -408,7 +415,8 @@ func (a *App) statusReport(since time.Time) *StatusReport {
 	if a.local != nil && a.local.store != nil {
 		s := a.local.store.Stats()
 		st.Cache = &CacheStatus{Path: a.local.store.Path(), Entries: s.Entries, Outbox: s.Events,
-			EventsDropped: s.EventsDropped, FullSync: s.FullSync, SchemaVersion: s.SchemaVersion, FileSize: s.FileSize}
+			EventsDropped: s.EventsDropped, FullSync: s.FullSync, SchemaVersion: s.SchemaVersion, FileSize: s.FileSize,
+			AccountingHeld: s.AccountingHeld, AccountingOldest: s.AccountingOldest, AccountingFull: s.AccountingFull}
 	}
 	st.Config.File = a.opts.ConfigPath
 	st.Config.Sections = a.configSources()

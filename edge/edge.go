@@ -65,6 +65,11 @@ type App struct {
 	cloudStatus func() any
 	side        sidecars   // control socket and cache learning (control.go, learn.go)
 	cc          cloudState // the cloud's pushed config (cloudconfig.go)
+	// health decides cloud or survival (health.go); bgStop ends it, the
+	// accounting replay and the cache sweeper.
+	health *health
+	bgStop context.CancelFunc
+	bgWG   sync.WaitGroup
 }
 
 // Run starts the edge and blocks until ctx ends, then shuts down in order:
@@ -121,6 +126,9 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	if m := cfg.Survivability.Mode; m == "cloud" || m == "local" {
 		a.router.forced.Store(m)
 	}
+	a.router.fallback.Store(int64(cfg.Survivability.FallbackAfter))
+	a.health = newHealth(cfg.Survivability.Health, a.log.With("component", "health"), a.reg, a.probeTarget, a.onModeChange)
+	a.router.health = a.health
 	a.cloudRS = cloudRadSec(cfg)
 	a.cloudLoaded = certTimes(a.cloudRS)
 	if a.cloud, err = a.newCloudPool(a.cloudRS); err != nil {
@@ -139,6 +147,14 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	var store *cache.Store
 	if a.local != nil {
 		store = a.local.store
+	}
+	bg, bgStop := context.WithCancel(context.WithoutCancel(ctx))
+	a.bgStop = bgStop
+	a.bgGo(func() { a.health.run(bg) })
+	if store != nil {
+		a.router.hold = newAcctHold(store, a.log.With("component", "accounting"), a.reg)
+		a.bgGo(func() { a.router.hold.runReplay(bg, a.replayReady, a.replaySend) })
+		a.bgGo(func() { store.RunSweeper(bg, sweepInterval) })
 	}
 	a.router.learn = a.startLearning(cfg, store)
 	a.cloudStop, a.cloudStatus, err = a.startCloud(ctx, cfg, store)
@@ -268,7 +284,7 @@ func (a *App) listen(ctx context.Context, cfg *config.Config) error {
 			return fmt.Errorf("metrics.listen: %w", err)
 		}
 		a.metrics = ln
-		go serveObservability(ctx, ln, a.reg, a.health, a.log)
+		go serveObservability(ctx, ln, a.reg, a.healthz, a.log)
 	}
 	for _, kind := range []string{"auth", "acct"} {
 		addrs := cfg.RADIUS.AuthListen
@@ -324,11 +340,11 @@ func (a *App) addrs(kind string) []net.Addr {
 	return out
 }
 
-func (a *App) health() (bool, map[string]any) {
+func (a *App) healthz() (bool, map[string]any) {
 	// Through the router: Reload may swap a.cloud from another goroutine.
 	box := a.router.cloud.Load()
 	cloudUp := box != nil && box.u.Healthy()
-	return true, map[string]any{"status": "serving", "cloud_reachable": cloudUp}
+	return true, map[string]any{"status": "serving", "cloud_reachable": cloudUp, "mode": a.router.Mode()}
 }
 
 // Reload re-reads the config file and swaps in what can change without
@@ -378,6 +394,7 @@ func (a *App) Reload() error {
 		mode = ""
 	}
 	a.router.forced.Store(mode)
+	a.router.fallback.Store(int64(cfg.Survivability.FallbackAfter))
 	a.reloadLocal(cfg)
 	a.cfg.Store(cfg)
 	a.reloads.WithLabelValues("ok").Inc()
@@ -401,6 +418,10 @@ func (a *App) Shutdown(ctx context.Context) error {
 
 func (a *App) closeAll() {
 	a.stopSidecars()
+	if a.bgStop != nil {
+		a.bgStop()
+		a.bgWG.Wait() // the replay and the sweeper use the store
+	}
 	if a.cloudStop != nil {
 		a.cloudStop() // before the store it writes to closes
 	}

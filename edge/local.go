@@ -24,6 +24,10 @@ import (
 // cacheFile is the client cache's name under state_dir.
 const cacheFile = "cache.db"
 
+// compactMinFree is the share of free pages from which the cache file is
+// compacted at start.
+const compactMinFree = 0.5
+
 // openCache opens state_dir/cache.db with the survivability TTL and size.
 // bbolt holds a file lock: a second mxedge on the same state_dir fails
 // here after cache.DefaultLockTimeout instead of hanging.
@@ -31,11 +35,30 @@ func openCache(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) 
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state_dir: %w", err)
 	}
-	s, err := cache.Open(filepath.Join(cfg.StateDir, cacheFile), cache.Options{
-		TTL:        cfg.Survivability.CacheTTL(),
-		MaxEntries: cfg.Survivability.MaxEntries,
-		Logger:     log.With("component", "cache"),
-		Registerer: reg,
+	path := filepath.Join(cfg.StateDir, cacheFile)
+	var compacted *cache.CompactResult
+	if _, err := os.Stat(path); err == nil {
+		// Deleted entries and acknowledged events leave free pages that
+		// bbolt reuses but never returns; the file is rewritten densely
+		// while nothing else has it open.
+		res, err := cache.Compact(path, compactMinFree, cache.DefaultLockTimeout)
+		switch {
+		case err != nil:
+			log.Warn("cache not compacted", "path", path, "err", err)
+		case res.Compacted:
+			log.Info("cache compacted", "path", path, "before", res.Before, "after", res.After, "took", res.Took)
+		}
+		if err == nil {
+			compacted = &res
+		}
+	}
+	s, err := cache.Open(path, cache.Options{
+		TTL:           cfg.Survivability.CacheTTL(),
+		MaxEntries:    cfg.Survivability.MaxEntries,
+		MaxAccounting: cfg.Survivability.AccountingStore,
+		Compaction:    compacted,
+		Logger:        log.With("component", "cache"),
+		Registerer:    reg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("client cache: %w", err)
@@ -89,6 +112,8 @@ func newLocal(cfg *config.Config, store nac.Store, log *slog.Logger, reg prometh
 		Store:            store,
 		DefaultMABVLAN:   s.DefaultMABVLAN,
 		DefaultDot1XVLAN: s.DefaultDot1XVLAN,
+		SessionTimeout:   s.LocalSessionTimeout,
+		SessionJitter:    float64(s.LocalSessionJitter),
 		FragmentSize:     s.FragmentSize,
 		Logger:           log.With("component", "nac"),
 		Registerer:       reg,
@@ -98,6 +123,17 @@ func newLocal(cfg *config.Config, store nac.Store, log *slog.Logger, reg prometh
 	}
 	log.Info("local NAC ready", "org_ca", s.OrgCA, "crls", len(crls), "eap_cert", s.EAPCert,
 		"default_mab_vlan", s.DefaultMABVLAN, "default_dot1x_vlan", s.DefaultDot1XVLAN)
+	// A device the cache does not know gets the default VLAN or nothing:
+	// say which, since fail-closed is what an operator notices first.
+	for _, d := range []struct{ key, vlan, what string }{
+		{"survivability.default_mab_vlan", s.DefaultMABVLAN, "MAB"},
+		{"survivability.default_dot1x_vlan", s.DefaultDot1XVLAN, "802.1X"},
+	} {
+		if d.vlan == "" {
+			log.Warn("unknown "+d.what+" clients are rejected while the cloud is unreachable (fail closed); set "+d.key+" to admit them to a VLAN",
+				"key", d.key)
+		}
+	}
 	return a, nil
 }
 

@@ -35,11 +35,11 @@ func newRegistry() *prometheus.Registry {
 	return reg
 }
 
-// health is what /healthz reports.
-type health func() (ok bool, detail map[string]any)
+// healthzFunc is what /healthz reports.
+type healthzFunc func() (ok bool, detail map[string]any)
 
 // serveObservability runs /metrics and /healthz on ln until ctx ends.
-func serveObservability(ctx context.Context, ln net.Listener, reg *prometheus.Registry, h health, log *slog.Logger) error {
+func serveObservability(ctx context.Context, ln net.Listener, reg *prometheus.Registry, h healthzFunc, log *slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {

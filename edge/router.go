@@ -5,10 +5,13 @@ import (
 	"log/slog"
 	"reflect"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mxedge/mxedge/edge/nac"
 	"github.com/mxedge/mxedge/proxy"
+	"github.com/mxedge/mxedge/proxy/packet"
 )
 
 // Path names where a request went, as logged and counted.
@@ -29,10 +32,12 @@ type upstream interface {
 	Healthy() bool
 }
 
-// Router implements proxy.Handler for every listener. The decision is
-// realm route → federation pool; else cloud reachable → cloud pool; else
-// the local NAC. Only the cloud path exists so far; the others are wired
-// in by the survivability and federation work.
+// Router implements proxy.Handler for every listener. Each request takes
+// one path, decided here: the cloud while the uplink is healthy (and until
+// its first verdict after start), the local NAC in survival, and always
+// the path its EAP conversation started on. A MAB request or first EAP
+// round that the cloud leaves unanswered for fallback_after is answered
+// locally, so that a device's first try already gets an answer at a cut.
 type Router struct {
 	log     *slog.Logger
 	fwd     *proxy.Forwarder
@@ -40,6 +45,15 @@ type Router struct {
 	local   atomic.Pointer[handlerBox] // nil until the local NAC exists
 	forced  atomic.Value               // "", "cloud" or "local" (survivability.mode)
 	metrics *routerMetrics
+	// health decides between cloud and survival; nil follows the pool's
+	// own connection state (tests, and edges without a cloud).
+	health *health
+	// hold keeps accounting that the cloud cannot take now; nil leaves it
+	// to the local NAC.
+	hold *acctHold
+	// fallback is survivability.fallback_after in nanoseconds; 0 waits
+	// for the cloud's full timeout.
+	fallback atomic.Int64
 	// learn, if set, sees every request the cloud answered with the reply
 	// sent to the device (learning clients into the cache happens there).
 	// It runs on the request's goroutine and must be quick.
@@ -60,7 +74,9 @@ func (r *Router) setLocal(h proxy.Handler) {
 }
 
 type routerMetrics struct {
-	route *prometheus.CounterVec
+	route    *prometheus.CounterVec
+	answers  *prometheus.CounterVec
+	fallback *prometheus.CounterVec
 }
 
 func newRouter(log *slog.Logger, reg prometheus.Registerer, fwd *proxy.Forwarder) *Router {
@@ -69,19 +85,35 @@ func newRouter(log *slog.Logger, reg prometheus.Registerer, fwd *proxy.Forwarder
 			Name: "mxedge_route_total",
 			Help: "Requests by the path the router chose and why.",
 		}, []string{"path", "reason"}),
+		answers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mxedge_cloud_answers_total",
+			Help: "Final answers the cloud gave through the edge (source=cloud), by code; the local NAC's are in mxedge_nac_decisions_total by source (cache, default, none).",
+		}, []string{"source", "code"}),
+		fallback: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mxedge_cloud_fallback_total",
+			Help: "Requests sent to the cloud that it left unanswered, by what the edge did instead (local, held, eap_failure, none).",
+		}, []string{"action"}),
 	}
-	reg.MustRegister(m.route)
+	reg.MustRegister(m.route, m.answers, m.fallback)
+	for _, c := range []string{"Access-Accept", "Access-Reject", "Accounting-Response"} {
+		m.answers.WithLabelValues("cloud", c)
+	}
+	for _, a := range []string{"local", "held", "eap_failure", "none"} {
+		m.fallback.WithLabelValues(a)
+	}
 	r := &Router{log: log, fwd: fwd, metrics: m}
 	r.forced.Store("")
-	// mxedge_mode{mode} is 1 for the path new requests take now, read at
-	// scrape time so it never disagrees with the router.
-	for _, p := range []Path{PathCloud, PathLocal, PathNone} {
+	// mxedge_mode{mode} is 1 for the mode in force, read at scrape time so
+	// it never disagrees with the router: the health checker's (starting,
+	// cloud, survival, recovering), or local / none when no choice is left.
+	for _, mode := range []string{string(ModeStarting), string(ModeCloud), string(ModeSurvival), string(ModeRecovering),
+		string(PathLocal), string(PathNone)} {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "mxedge_mode",
-			Help:        "1 for the path the router sends new requests to (cloud, local or none).",
-			ConstLabels: prometheus.Labels{"mode": string(p)},
+			Help:        "1 for the uplink mode in force: starting, cloud, survival, recovering; local when forced (survivability.mode local), none when there is nowhere to send requests.",
+			ConstLabels: prometheus.Labels{"mode": mode},
 		}, func() float64 {
-			if path, _ := r.decide(nil); path == p {
+			if r.Mode() == mode {
 				return 1
 			}
 			return 0
@@ -100,7 +132,25 @@ func (r *Router) setCloud(u upstream) {
 	r.cloud.Store(&upstreamBox{u})
 }
 
-// decide picks the path for req and says why.
+// Mode names the mode in force for `mxedge status` and mxedge_mode.
+func (r *Router) Mode() string {
+	path, why := r.decide(nil)
+	switch {
+	case path == PathNone:
+		return string(PathNone)
+	case why == "forced_local" || why == "no_cloud_configured":
+		return string(PathLocal)
+	case why == "forced_cloud" || why == "no_local_nac":
+		return string(ModeCloud)
+	case r.health != nil:
+		return string(r.health.Mode())
+	case path == PathLocal:
+		return string(ModeSurvival)
+	}
+	return string(ModeCloud)
+}
+
+// decide picks the path for req (nil: a new conversation) and says why.
 func (r *Router) decide(req *proxy.Request) (Path, string) {
 	mode := r.forced.Load().(string)
 	box := r.cloud.Load()
@@ -115,11 +165,31 @@ func (r *Router) decide(req *proxy.Request) (Path, string) {
 		return PathNone, "no_cloud_configured"
 	case mode == "cloud":
 		return PathCloud, "forced_cloud"
-	case box.u.Healthy() || !hasLocal:
-		return PathCloud, "cloud_reachable"
-	default:
+	case !hasLocal:
+		return PathCloud, "no_local_nac"
+	}
+	if req != nil && req.Packet.Code == packet.CodeAccessRequest {
+		// An EAP conversation finishes where it started, in both
+		// directions: the local NAC marks the States it issues.
+		if st, ok := req.Packet.Lookup(packet.AttrState); ok && nac.IsLocalState(st) {
+			return PathLocal, "local_conversation"
+		}
+	}
+	if r.health == nil {
+		if box.u.Healthy() {
+			return PathCloud, "cloud_reachable"
+		}
 		return PathLocal, "cloud_unreachable"
 	}
+	switch r.health.Mode() {
+	case ModeStarting:
+		return PathCloud, "starting"
+	case ModeCloud:
+		return PathCloud, "cloud_reachable"
+	case ModeRecovering:
+		return PathLocal, "recovering"
+	}
+	return PathLocal, "cloud_unreachable"
 }
 
 // inliner is a handler that can say a request is answered from memory.
@@ -129,9 +199,13 @@ type inliner interface {
 
 // Inline tells the UDP server which requests the router answers without
 // waiting: those the local NAC answers from memory. Cloud requests wait
-// on the RadSec round trip and go to a worker.
+// on the RadSec round trip, and held accounting on the disk, and go to a
+// worker.
 func (r *Router) Inline(req *proxy.Request) bool {
 	if path, _ := r.decide(req); path != PathLocal {
+		return false
+	}
+	if r.holds(req) {
 		return false
 	}
 	lb := r.local.Load()
@@ -142,26 +216,113 @@ func (r *Router) Inline(req *proxy.Request) bool {
 	return ok && in.Inline(req)
 }
 
+// holds reports whether accounting in req goes to the hold rather than
+// the local NAC.
+func (r *Router) holds(req *proxy.Request) bool {
+	return r.hold != nil && req != nil && req.Packet.Code == packet.CodeAccountingRequest
+}
+
 // ServeRADIUS routes one request.
 func (r *Router) ServeRADIUS(ctx context.Context, req *proxy.Request) ([]byte, proxy.Outcome) {
 	path, why := r.decide(req)
+	if path == PathCloud && r.holds(req) && r.hold.pending() {
+		// Accounting never overtakes accounting held before it: while a
+		// replay is due, new records queue behind it.
+		path, why = PathLocal, "accounting_held"
+	}
 	r.metrics.route.WithLabelValues(string(path), why).Inc()
 	switch path {
 	case PathCloud:
-		reply, outcome, err := r.fwd.Forward(ctx, r.cloud.Load().u, req)
-		if err != nil {
-			r.log.Debug("cloud forward failed", "client", req.Client.Name, "code", req.Packet.Code.String(),
-				"id", req.Packet.ID, "outcome", outcome, "err", err)
-		} else if r.learn != nil {
+		return r.serveCloud(ctx, req, why == "no_local_nac" || why == "forced_cloud")
+	case PathLocal:
+		return r.serveLocal(ctx, req)
+	default:
+		return nil, proxy.OutcomeNoUpstream
+	}
+}
+
+func (r *Router) serveLocal(ctx context.Context, req *proxy.Request) ([]byte, proxy.Outcome) {
+	if r.holds(req) {
+		return r.hold.ServeRADIUS(ctx, req)
+	}
+	if lb := r.local.Load(); lb != nil {
+		return lb.h.ServeRADIUS(ctx, req)
+	}
+	return nil, proxy.OutcomeNoUpstream
+}
+
+// serveCloud forwards req to the cloud. Unless the cloud is the only
+// choice, an unanswered request is not left to the device's retransmission
+// timer: a MAB request, a first EAP round or accounting is answered
+// locally after fallback_after, and a later EAP round (its conversation
+// lives in the cloud and cannot move) gets Access-Reject with EAP-Failure
+// at once, so that the supplicant starts over and lands locally.
+func (r *Router) serveCloud(ctx context.Context, req *proxy.Request, only bool) ([]byte, proxy.Outcome) {
+	p := req.Packet
+	_, hasState := p.Lookup(packet.AttrState)
+	movable := !only && (p.Code == packet.CodeAccountingRequest || (p.Code == packet.CodeAccessRequest && !hasState))
+	fctx := ctx
+	if d := time.Duration(r.fallback.Load()); movable && d > 0 {
+		var cancel context.CancelFunc
+		fctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	reply, outcome, err := r.fwd.Forward(fctx, r.cloud.Load().u, req)
+	if err == nil {
+		if r.health != nil {
+			r.health.liveOK()
+		}
+		r.countCloudAnswer(reply)
+		if r.learn != nil {
 			r.learn(req, reply)
 		}
 		return reply, outcome
-	case PathLocal:
-		if lb := r.local.Load(); lb != nil {
-			return lb.h.ServeRADIUS(ctx, req)
-		}
-		return nil, proxy.OutcomeNoUpstream
+	}
+	r.log.Debug("cloud forward failed", "client", req.Client.Name, "code", p.Code.String(),
+		"id", p.ID, "outcome", outcome, "err", err)
+	switch outcome {
+	case proxy.OutcomeUpstreamTimeout, proxy.OutcomeUpstreamError, proxy.OutcomeNoUpstream:
 	default:
-		return nil, proxy.OutcomeNoUpstream
+		return reply, outcome // the request itself was at fault
+	}
+	if ctx.Err() != nil {
+		return nil, outcome // shutting down
+	}
+	if r.health != nil {
+		detail := reasonLiveUnreachable
+		if outcome == proxy.OutcomeUpstreamTimeout {
+			detail = reasonLiveTimeout
+		}
+		r.health.liveFail(detail)
+	}
+	if only {
+		r.metrics.fallback.WithLabelValues("none").Inc()
+		return nil, outcome
+	}
+	switch {
+	case r.holds(req):
+		r.metrics.fallback.WithLabelValues("held").Inc()
+	case movable:
+		r.metrics.fallback.WithLabelValues("local").Inc()
+	case p.Code == packet.CodeAccessRequest && p.Count(packet.AttrEAPMessage) > 0:
+		// The local NAC does not know the cloud's State: it answers with
+		// EAP-Failure, which is what the supplicant needs to start over.
+		r.metrics.fallback.WithLabelValues("eap_failure").Inc()
+	default:
+		r.metrics.fallback.WithLabelValues("none").Inc()
+		return nil, outcome
+	}
+	r.metrics.route.WithLabelValues(string(PathLocal), "cloud_silent").Inc()
+	return r.serveLocal(ctx, req)
+}
+
+// countCloudAnswer counts the cloud's final answers by code.
+func (r *Router) countCloudAnswer(reply []byte) {
+	if len(reply) == 0 {
+		return
+	}
+	switch c := packet.Code(reply[0]); c {
+	case packet.CodeAccessAccept, packet.CodeAccessReject, packet.CodeAccountingResponse:
+		r.metrics.answers.WithLabelValues("cloud", c.String()).Inc()
 	}
 }

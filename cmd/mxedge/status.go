@@ -167,11 +167,34 @@ func printStatus(w io.Writer, st *edge.StatusReport) {
 		fmt.Fprintf(tw, "daemon:\tpid %d, version %s, since %s (%s)\n", st.PID, st.Version,
 			st.Since.Format(time.RFC3339), time.Since(st.Since).Round(time.Second))
 		fmt.Fprintf(tw, "mode:\t%s (%s)\n", st.Mode, st.ModeReason)
+		if h := st.Health; h != nil {
+			fmt.Fprintf(tw, "mode since:\t%s (%s ago)\n", h.Since.UTC().Format(time.RFC3339), time.Since(h.Since).Round(time.Second))
+			if t := h.Last; t != nil {
+				detail := ""
+				if t.Detail != "" {
+					detail = ": " + t.Detail
+				}
+				fmt.Fprintf(tw, "last change:\t%s → %s, %s%s\n", t.From, t.To, t.Reason, detail)
+			}
+		}
+		probes := map[string]edge.ServerHealth{}
+		if st.Health != nil {
+			for _, p := range st.Health.Servers {
+				probes[p.Server] = p
+			}
+		}
 		ups := make([]string, 0, len(st.Upstreams))
 		for _, u := range st.Upstreams {
 			state := "down"
 			if u.Up {
 				state = "up"
+			}
+			if p, ok := probes[u.Server]; ok {
+				if p.OK {
+					state += fmt.Sprintf(", probe %s", p.RTT.Round(100*time.Microsecond))
+				} else {
+					state += ", probe failed: " + p.Error
+				}
 			}
 			ups = append(ups, u.Server+" "+state)
 		}
@@ -209,6 +232,14 @@ func printStatus(w io.Writer, st *edge.StatusReport) {
 		}
 		fmt.Fprintf(tw, "cache:\t%d entries, outbox %d events (%d dropped)%s\n", c.Entries, c.Outbox, c.EventsDropped, full)
 		fmt.Fprintf(tw, "cache file:\t%s (%d bytes, schema %d)\n", c.Path, c.FileSize, c.SchemaVersion)
+		held := fmt.Sprintf("%d records held for the cloud", c.AccountingHeld)
+		if c.AccountingHeld > 0 && !c.AccountingOldest.IsZero() {
+			held += fmt.Sprintf(", oldest %s ago", time.Since(c.AccountingOldest).Round(time.Second))
+		}
+		if c.AccountingFull {
+			held += ", FULL: new accounting is not answered"
+		}
+		fmt.Fprintf(tw, "accounting:\t%s\n", held)
 	}
 	if st.Running {
 		src := []string{"file " + orDefault(st.Config.File, "(defaults)")}

@@ -81,6 +81,8 @@ const (
 	AttrNASIdentifier        = 32
 	AttrProxyState           = 33
 	AttrAcctStatusType       = 40
+	AttrAcctDelayTime        = 41
+	AttrAcctSessionID        = 44
 	AttrNASPortType          = 61
 	AttrTunnelType           = 64
 	AttrTunnelMediumType     = 65
