@@ -218,7 +218,7 @@ func demoCmd(ctx context.Context, args []string, w io.Writer) error {
 	cutWAN()
 	<-cloudDone
 	deadline := time.Now().Add(15 * time.Second)
-	for !modeIs(edge.MetricsAddr, "local") {
+	for !modeIs(edge.MetricsAddr, "survival") {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("mxedge did not switch to its local NAC within 15s")
 		}

@@ -88,7 +88,10 @@ func newNAC(cl *labcloud.Cloud, log *slog.Logger, f eapFlags, orgCA *cloudlink.O
 		EAP:              srv,
 		Store:            &labStore{cloud: cl, vlans: vlans, log: log},
 		DefaultDot1XVLAN: dot1xVLAN,
-		Logger:           log.With("component", "nac"),
+		// The cloud's States must not look like an edge's own: an edge in
+		// front of this NAC keeps conversations with local States at home.
+		Sessions: eaptls.NewTable(eaptls.TableConfig{StatePrefix: "mxcloud-lab:"}),
+		Logger:   log.With("component", "nac"),
 	})
 	if err != nil {
 		return nil, err

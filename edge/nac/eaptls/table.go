@@ -39,6 +39,11 @@ type TableConfig struct {
 	MaxSessions  int              // global cap, default 4096
 	MaxPerDevice int              // cap per device key, default 8
 	Now          func() time.Time // default time.Now
+	// StatePrefix starts every State issued; default StatePrefix. A NAC
+	// that is not the edge's local one (the lab cloud's) sets another, so
+	// that an edge in front of it does not take its conversations for
+	// its own.
+	StatePrefix string
 }
 
 // Table holds running conversations keyed by the RADIUS State the caller
@@ -72,6 +77,9 @@ func NewTable(cfg TableConfig) *Table {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.StatePrefix == "" {
+		cfg.StatePrefix = StatePrefix
+	}
 	return &Table{cfg: cfg, sessions: make(map[string]*entry), devices: make(map[string]int)}
 }
 
@@ -83,7 +91,7 @@ func (t *Table) Add(device string, s *Session) (string, error) {
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", err
 	}
-	state := StatePrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	state := t.cfg.StatePrefix + base64.RawURLEncoding.EncodeToString(b[:])
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.cfg.Now()
