@@ -74,9 +74,9 @@ func (r *Router) setLocal(h proxy.Handler) {
 }
 
 type routerMetrics struct {
-	route    *prometheus.CounterVec
-	answers  *prometheus.CounterVec
-	fallback *prometheus.CounterVec
+	route     *prometheus.CounterVec
+	decisions *prometheus.CounterVec // shared with the local NAC (nac.NewDecisions)
+	fallback  *prometheus.CounterVec
 }
 
 func newRouter(log *slog.Logger, reg prometheus.Registerer, fwd *proxy.Forwarder) *Router {
@@ -85,18 +85,17 @@ func newRouter(log *slog.Logger, reg prometheus.Registerer, fwd *proxy.Forwarder
 			Name: "mxedge_route_total",
 			Help: "Requests by the path the router chose and why.",
 		}, []string{"path", "reason"}),
-		answers: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mxedge_cloud_answers_total",
-			Help: "Final answers the cloud gave through the edge (source=cloud), by code; the local NAC's are in mxedge_nac_decisions_total by source (cache, default, none).",
-		}, []string{"source", "code"}),
+		decisions: nac.NewDecisions(),
 		fallback: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mxedge_cloud_fallback_total",
 			Help: "Requests sent to the cloud that it left unanswered, by what the edge did instead (local, held, eap_failure, none).",
 		}, []string{"action"}),
 	}
-	reg.MustRegister(m.route, m.answers, m.fallback)
-	for _, c := range []string{"Access-Accept", "Access-Reject", "Accounting-Response"} {
-		m.answers.WithLabelValues("cloud", c)
+	reg.MustRegister(m.route, m.decisions, m.fallback)
+	for _, at := range []string{authMAB, authEAP, authPassword} {
+		for _, res := range []string{"accept", "reject"} {
+			m.decisions.WithLabelValues(at, res, "cloud")
+		}
 	}
 	for _, a := range []string{"local", "held", "eap_failure", "none"} {
 		m.fallback.WithLabelValues(a)
@@ -272,7 +271,7 @@ func (r *Router) serveCloud(ctx context.Context, req *proxy.Request, only bool) 
 		if r.health != nil {
 			r.health.liveOK()
 		}
-		r.countCloudAnswer(reply)
+		r.countCloudDecision(req, reply)
 		if r.learn != nil {
 			r.learn(req, reply)
 		}
@@ -316,13 +315,34 @@ func (r *Router) serveCloud(ctx context.Context, req *proxy.Request, only bool) 
 	return r.serveLocal(ctx, req)
 }
 
-// countCloudAnswer counts the cloud's final answers by code.
-func (r *Router) countCloudAnswer(reply []byte) {
-	if len(reply) == 0 {
+// Auth types of the cloud's decisions: the edge cannot see inside a cloud
+// EAP conversation, so its method is just "eap".
+const (
+	authMAB      = "mab"
+	authEAP      = "eap"
+	authPassword = "password"
+)
+
+// countCloudDecision counts the cloud's accepts and rejects beside the
+// local NAC's, with source "cloud".
+func (r *Router) countCloudDecision(req *proxy.Request, reply []byte) {
+	if len(reply) == 0 || req.Packet.Code != packet.CodeAccessRequest {
 		return
 	}
-	switch c := packet.Code(reply[0]); c {
-	case packet.CodeAccessAccept, packet.CodeAccessReject, packet.CodeAccountingResponse:
-		r.metrics.answers.WithLabelValues("cloud", c.String()).Inc()
+	var result string
+	switch packet.Code(reply[0]) {
+	case packet.CodeAccessAccept:
+		result = "accept"
+	case packet.CodeAccessReject:
+		result = "reject"
+	default:
+		return
 	}
+	at := authPassword
+	if req.Packet.Count(packet.AttrEAPMessage) > 0 {
+		at = authEAP
+	} else if _, ok := nac.MABAddress(req); ok {
+		at = authMAB
+	}
+	r.metrics.decisions.WithLabelValues(at, result, "cloud").Inc()
 }

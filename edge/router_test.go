@@ -130,6 +130,9 @@ func TestRouterStartsOnTheCloud(t *testing.T) {
 	if r.health.Mode() != ModeCloud {
 		t.Fatalf("a cloud answer in starting: mode %s, want cloud", r.health.Mode())
 	}
+	if got := testutil.ToFloat64(r.metrics.decisions.WithLabelValues("mab", "accept", "cloud")); got != 1 {
+		t.Fatalf("cloud MAB accepts counted %v, want 1", got)
+	}
 }
 
 // A MAB request the cloud leaves unanswered is answered locally after

@@ -12,12 +12,20 @@ type metrics struct {
 	dropped     *prometheus.CounterVec
 }
 
+// NewDecisions returns the decisions counter, mxedge_nac_decisions_total.
+// The edge's router registers it first and counts the cloud's answers in
+// it (source "cloud"); an Authenticator on the same registry then shares
+// it, so one family says who was let in, and on whose authority.
+func NewDecisions() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mxedge_nac_decisions_total",
+		Help: "Access decisions by auth type (eap-tls, mab, password; eap for the cloud's), result (accept, reject) and source: cloud, or the local NAC's cache, default VLAN or none.",
+	}, []string{"auth_type", "result", "source"})
+}
+
 func newMetrics(reg prometheus.Registerer, sessions func() int) (*metrics, error) {
 	m := &metrics{
-		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mxedge_nac_decisions_total",
-			Help: "Local NAC decisions by auth type (eap-tls, mab, password), result (accept, reject) and authorization source (cache, default, none).",
-		}, []string{"auth_type", "result", "source"}),
+		decisions: NewDecisions(),
 		eventErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mxedge_nac_event_errors_total",
 			Help: "NAC events the store refused to keep.",
