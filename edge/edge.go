@@ -395,6 +395,7 @@ func (a *App) Reload() error {
 	}
 	a.router.forced.Store(mode)
 	a.router.fallback.Store(int64(cfg.Survivability.FallbackAfter))
+	a.health.setConfig(cfg.Survivability.Health)
 	a.reloadLocal(cfg)
 	a.cfg.Store(cfg)
 	a.reloads.WithLabelValues("ok").Inc()

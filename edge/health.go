@@ -232,6 +232,16 @@ func newHealth(cfg config.Health, log *slog.Logger, reg prometheus.Registerer, t
 // Mode is the current mode.
 func (h *health) Mode() Mode { return h.mode.Load().(Mode) }
 
+// setConfig applies a reloaded survivability.health: thresholds count from
+// the next result, intervals from the next probe.
+func (h *health) setConfig(cfg config.Health) {
+	h.mu.Lock()
+	h.cfg = cfg
+	h.fsm.downAfter, h.fsm.upAfter = max(cfg.DownAfter, 1), max(cfg.UpAfter, 1)
+	h.mu.Unlock()
+	h.kick()
+}
+
 // Status snapshots the checker.
 func (h *health) Status() HealthStatus {
 	h.mu.Lock()
@@ -343,7 +353,10 @@ func (h *health) round(ctx context.Context) {
 	if p == nil || len(servers) == 0 {
 		return
 	}
-	pctx, cancel := context.WithTimeout(ctx, h.cfg.ProbeTimeout)
+	h.mu.Lock()
+	timeout := h.cfg.ProbeTimeout
+	h.mu.Unlock()
+	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	results := make([]ServerHealth, len(servers))
 	var wg sync.WaitGroup

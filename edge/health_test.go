@@ -198,3 +198,16 @@ func TestHealthMetrics(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 }
+
+// The heartbeat tells the cloud the mode, since when and why.
+func TestHeartbeatCarriesMode(t *testing.T) {
+	r, _ := testRouter(t, &fakeCloud{})
+	a := &App{router: r, health: r.health}
+	r.health.observe(false, true, "dial: refused")
+	r.health.observe(false, true, "dial: refused")
+	r.health.observe(false, true, "dial: refused")
+	hb := a.heartbeatStatus()
+	if hb["mode"] != "survival" || hb["mode_reason"] != reasonProbesFailed || hb["mode_since"] == "" {
+		t.Fatalf("heartbeat status %v", hb)
+	}
+}
