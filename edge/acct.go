@@ -131,18 +131,8 @@ func (h *acctHold) runReplay(ctx context.Context, ready func() bool, send func(c
 			wait = wait/2 + rand.N(wait/2)
 		}
 		timer.Reset(wait)
-	wait:
-		select {
-		case <-ctx.Done():
+		if !h.sleep(ctx, timer, fails > 0) {
 			return
-		case <-h.wake:
-			if fails > 0 {
-				goto wait
-			}
-			if !timer.Stop() {
-				<-timer.C
-			}
-		case <-timer.C:
 		}
 		if !ready() || !h.pending() {
 			continue
@@ -151,6 +141,24 @@ func (h *acctHold) runReplay(ctx context.Context, ready func() bool, send func(c
 			fails = 0
 		} else {
 			fails++
+		}
+	}
+}
+
+// sleep waits for timer, or for a newly held record unless the cloud is
+// being retried on a backoff; false when ctx ended.
+func (h *acctHold) sleep(ctx context.Context, timer *time.Timer, backingOff bool) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-timer.C:
+			return true
+		case <-h.wake:
+			if !backingOff {
+				timer.Stop() // no stale tick to drain since Go 1.23
+				return true
+			}
 		}
 	}
 }

@@ -258,8 +258,7 @@ func (r *Router) serveLocal(ctx context.Context, req *proxy.Request) ([]byte, pr
 // at once, so that the supplicant starts over and lands locally.
 func (r *Router) serveCloud(ctx context.Context, req *proxy.Request, only bool) ([]byte, proxy.Outcome) {
 	p := req.Packet
-	_, hasState := p.Lookup(packet.AttrState)
-	movable := !only && (p.Code == packet.CodeAccountingRequest || (p.Code == packet.CodeAccessRequest && !hasState))
+	movable := !only && r.movable(req)
 	fctx := ctx
 	if d := time.Duration(r.fallback.Load()); movable && d > 0 {
 		var cancel context.CancelFunc
@@ -313,6 +312,28 @@ func (r *Router) serveCloud(ctx context.Context, req *proxy.Request, only bool) 
 	}
 	r.metrics.route.WithLabelValues(string(PathLocal), "cloud_silent").Inc()
 	return r.serveLocal(ctx, req)
+}
+
+// movable reports whether the local NAC can take req over from a silent
+// cloud: accounting (held), MAB, and the first round of an EAP
+// conversation. A password method cannot be checked locally: it waits for
+// the cloud's own timeout.
+func (r *Router) movable(req *proxy.Request) bool {
+	p := req.Packet
+	switch p.Code {
+	case packet.CodeAccountingRequest:
+		return true
+	case packet.CodeAccessRequest:
+		if _, hasState := p.Lookup(packet.AttrState); hasState {
+			return false
+		}
+		if p.Count(packet.AttrEAPMessage) > 0 {
+			return true
+		}
+		_, mab := nac.MABAddress(req)
+		return mab
+	}
+	return false
 }
 
 // Auth types of the cloud's decisions: the edge cannot see inside a cloud

@@ -156,6 +156,26 @@ func TestRouterFallbackAnswersLocally(t *testing.T) {
 	})
 }
 
+// A password method cannot be answered locally, so it is not moved off a
+// silent cloud: it waits for the cloud's own timeout.
+func TestRouterPasswordWaitsForTheCloud(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cloud := &fakeCloud{}
+		r, l := testRouter(t, cloud)
+		cloud.silent.Store(true)
+		start := time.Now()
+		reply, out := r.ServeRADIUS(t.Context(), newReq(t, packet.CodeAccessRequest,
+			packet.Attr{Type: packet.AttrUserName, Value: []byte("alice")},
+			packet.Attr{Type: packet.AttrCallingStationID, Value: []byte("AA-BB-CC-DD-EE-FF")}))
+		if reply != nil || out != proxy.OutcomeUpstreamTimeout || l.served.Load() != 0 {
+			t.Fatalf("reply %s outcome %s, local served %d", code(reply), out, l.served.Load())
+		}
+		if d := time.Since(start); d != 3*time.Second {
+			t.Fatalf("gave up after %s, want the cloud timeout", d)
+		}
+	})
+}
+
 // An EAP conversation stays on the path it started on: a local State goes
 // to the local NAC in cloud mode, a cloud State to the cloud; a cloud
 // conversation cut mid-way is handed to the local NAC (which answers
