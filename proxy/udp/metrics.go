@@ -24,6 +24,8 @@ const (
 	reasonOverloaded
 	reasonPanic
 	reasonWriteError
+	reasonDuplicateMA
+	reasonAuthRateLimited
 	numReasons
 )
 
@@ -39,6 +41,8 @@ var reasonNames = [numReasons]string{
 	reasonOverloaded:          "overloaded",
 	reasonPanic:               "panic",
 	reasonWriteError:          "write_error",
+	reasonDuplicateMA:         "duplicate_message_authenticator",
+	reasonAuthRateLimited:     "auth_failures_rate_limited",
 }
 
 func (r reason) String() string { return reasonNames[r] }

@@ -331,13 +331,12 @@ func (s *Server) check(sk *socket, w *work, n int, from, local netip.AddrPort) b
 		return false
 	}
 
-	hasMA := false
-	for _, a := range p.Attrs {
-		if a.Type == packet.AttrMessageAuthenticator {
-			hasMA = true
-			break
-		}
+	nMA := p.Count(packet.AttrMessageAuthenticator)
+	if nMA > 1 { // RFC 3579 §3.2: at most one
+		s.dropClient(reasonDuplicateMA, client, src, now, nil)
+		return false
 	}
+	hasMA := nMA == 1
 	// BlastRADIUS: the policy checks come before any crypto, in this order.
 	switch p.Code {
 	case packet.CodeAccessRequest:
@@ -370,6 +369,8 @@ func (s *Server) check(sk *socket, w *work, n int, from, local netip.AddrPort) b
 		switch {
 		case errors.Is(err, packet.ErrMessageAuth), errors.Is(err, packet.ErrMessageAuthLen):
 			r = reasonBadMA
+		case errors.Is(err, packet.ErrMessageAuthDup):
+			r = reasonDuplicateMA
 		case errors.Is(err, packet.ErrAuthenticator):
 			r = reasonBadAuthenticator
 		}
