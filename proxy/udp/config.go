@@ -26,7 +26,10 @@ const (
 const (
 	DefaultDuplicateWindow = 30 * time.Second
 	DefaultMaxDuplicates   = 65536
-	DefaultMaxInFlight     = 4096
+	// DefaultMaxDuplicateBytes bounds the memory charged to one server's
+	// duplicate cache (so auth and acct together hold at most twice it).
+	DefaultMaxDuplicateBytes = 64 << 20
+	DefaultMaxInFlight       = 4096
 )
 
 // Config is what a Server needs. Clients and Handler are required.
@@ -44,8 +47,12 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// DuplicateWindow is how long answers are kept for retransmissions.
 	DuplicateWindow time.Duration
-	// MaxDuplicates bounds the duplicate cache (entries of at most 4 KiB).
-	MaxDuplicates int
+	// MaxDuplicates bounds the duplicate cache's entries, and
+	// MaxDuplicateBytes the bytes charged for them (each reply, up to 4
+	// KiB, plus a fixed overhead). When either is reached, the source
+	// address charged the most loses its oldest entries first.
+	MaxDuplicates     int
+	MaxDuplicateBytes int64
 	// MaxInFlight bounds requests handled at once; beyond it, new
 	// requests are dropped (the NAS will retransmit).
 	MaxInFlight int
@@ -68,8 +75,8 @@ func (c *Config) validate() error {
 	if c.Kind != Auth && c.Kind != Acct {
 		errs = append(errs, fmt.Errorf("udp: Config.Kind %q is neither %q nor %q", c.Kind, Auth, Acct))
 	}
-	if c.DuplicateWindow < 0 || c.MaxDuplicates < 0 || c.MaxInFlight < 0 || c.Readers < 0 {
-		errs = append(errs, errors.New("udp: negative DuplicateWindow, MaxDuplicates, MaxInFlight or Readers"))
+	if c.DuplicateWindow < 0 || c.MaxDuplicates < 0 || c.MaxDuplicateBytes < 0 || c.MaxInFlight < 0 || c.Readers < 0 {
+		errs = append(errs, errors.New("udp: negative DuplicateWindow, MaxDuplicates, MaxDuplicateBytes, MaxInFlight or Readers"))
 	}
 	return errors.Join(errs...)
 }
@@ -86,6 +93,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxDuplicates == 0 {
 		c.MaxDuplicates = DefaultMaxDuplicates
+	}
+	if c.MaxDuplicateBytes == 0 {
+		c.MaxDuplicateBytes = DefaultMaxDuplicateBytes
 	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = DefaultMaxInFlight

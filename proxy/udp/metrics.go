@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mxedge/mxedge/proxy/internal/dedup"
 	"github.com/mxedge/mxedge/proxy/packet"
 )
 
@@ -62,6 +63,8 @@ type metrics struct {
 	// It grows with the distinct client names, like the vectors do.
 	children sync.Map // childKey → prometheus.Counter
 	drops    [numReasons]prometheus.Counter
+	// evictions from the duplicate cache, by cause.
+	evictEntries, evictBytes prometheus.Counter
 	// duration by code, resolved up front for the three codes we accept.
 	durAccess, durAcct, durStatus prometheus.Observer
 }
@@ -81,7 +84,7 @@ func register[C prometheus.Collector](r prometheus.Registerer, c C) (C, error) {
 	return c, nil
 }
 
-func newMetrics(r prometheus.Registerer) (*metrics, error) {
+func newMetrics(r prometheus.Registerer, kind Kind) (*metrics, error) {
 	requests, err := register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mxedge_requests_total",
 		Help: "RADIUS requests received from clients, by client, code and outcome.",
@@ -111,7 +114,17 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &metrics{requests: requests, maSeen: maSeen}
+	evict, err := register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mxedge_duplicate_cache_evictions_total",
+		Help: "Duplicate-cache entries evicted before their window passed, by listener and cause (entries or bytes bound reached); a rise means retransmissions may be handled twice.",
+	}, []string{"listener", "cause"}))
+	if err != nil {
+		return nil, err
+	}
+	m := &metrics{requests: requests, maSeen: maSeen,
+		evictEntries: evict.WithLabelValues(string(kind), string(dedup.CauseEntries)),
+		evictBytes:   evict.WithLabelValues(string(kind), string(dedup.CauseBytes)),
+	}
 	for i := range m.drops {
 		m.drops[i] = drops.WithLabelValues(reasonNames[i])
 	}
@@ -119,6 +132,14 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 	m.durAcct = dur.WithLabelValues(packet.CodeAccountingRequest.String())
 	m.durStatus = dur.WithLabelValues(packet.CodeStatusServer.String())
 	return m, nil
+}
+
+func (m *metrics) evicted(c dedup.Cause) {
+	if c == dedup.CauseBytes {
+		m.evictBytes.Inc()
+		return
+	}
+	m.evictEntries.Inc()
 }
 
 func (m *metrics) duration(c packet.Code) prometheus.Observer {

@@ -59,16 +59,17 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	m, err := newMetrics(cfg.Registerer)
+	m, err := newMetrics(cfg.Registerer, cfg.Kind)
 	if err != nil {
 		return nil, fmt.Errorf("udp: metrics: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
-		cfg:    cfg,
-		log:    cfg.Logger.With("listener", string(cfg.Kind)),
-		m:      m,
-		dup:    dedup.New(dedup.Config{Window: cfg.DuplicateWindow, MaxEntries: cfg.MaxDuplicates, Now: cfg.Now}),
+		cfg: cfg,
+		log: cfg.Logger.With("listener", string(cfg.Kind)),
+		m:   m,
+		dup: dedup.New(dedup.Config{Window: cfg.DuplicateWindow, MaxEntries: cfg.MaxDuplicates,
+			MaxBytes: cfg.MaxDuplicateBytes, OnEvict: m.evicted, Now: cfg.Now}),
 		ctx:    ctx,
 		cancel: cancel,
 		conns:  make(map[net.PacketConn]struct{}),
