@@ -30,6 +30,11 @@ const (
 	// duplicate cache (so auth and acct together hold at most twice it).
 	DefaultMaxDuplicateBytes = 64 << 20
 	DefaultMaxInFlight       = 4096
+	// DefaultAuthFailuresPerSecond is each source address and port's
+	// budget of packets failing authentication before its datagrams are
+	// dropped unverified (burst twice that). A device with the right
+	// secret never fails; one with a wrong secret is refused either way.
+	DefaultAuthFailuresPerSecond = 20
 )
 
 // Config is what a Server needs. Clients and Handler are required.
@@ -56,6 +61,10 @@ type Config struct {
 	// MaxInFlight bounds requests handled at once; beyond it, new
 	// requests are dropped (the NAS will retransmit).
 	MaxInFlight int
+	// AuthFailuresPerSecond is each source address and port's budget of
+	// authentication failures; beyond it its datagrams are dropped before
+	// parsing (reason auth_failures_rate_limited). Negative disables.
+	AuthFailuresPerSecond int
 	// Readers is how many goroutines read each socket (default
 	// GOMAXPROCS). With an Inliner handler they also answer what it
 	// takes inline, so more than one keeps the socket read while one
@@ -99,6 +108,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.AuthFailuresPerSecond == 0 {
+		c.AuthFailuresPerSecond = DefaultAuthFailuresPerSecond
 	}
 	if c.Readers == 0 {
 		c.Readers = runtime.GOMAXPROCS(0)

@@ -166,9 +166,9 @@ func New(cfg Config) *Cache {
 		now:      cfg.Now,
 		owners:   make(map[[16]byte]*owner),
 		index:    make(map[ikey]int32),
-		free:   none,
-		head:   none,
-		tail:   none,
+		free:     none,
+		head:     none,
+		tail:     none,
 	}
 }
 
