@@ -35,6 +35,13 @@ const (
 	// dropped unverified (burst twice that). A device with the right
 	// secret never fails; one with a wrong secret is refused either way.
 	DefaultAuthFailuresPerSecond = 20
+	// DefaultReceiveBuffer is the socket receive buffer asked for: at a
+	// flood's rate the default (about 208 KiB) overflows in milliseconds
+	// and a device's request is lost with the flood. On Linux the daemon
+	// gets it in full with CAP_NET_ADMIN (SO_RCVBUFFORCE); otherwise it
+	// is capped by net.core.rmem_max (Debian's default: 208 KiB), and the
+	// server logs what it got. See SECURITY.md.
+	DefaultReceiveBuffer = 8 << 20
 )
 
 // Config is what a Server needs. Clients and Handler are required.
@@ -61,6 +68,10 @@ type Config struct {
 	// MaxInFlight bounds requests handled at once; beyond it, new
 	// requests are dropped (the NAS will retransmit).
 	MaxInFlight int
+	// ReceiveBuffer is the socket receive buffer Serve asks for on a
+	// *net.UDPConn (default DefaultReceiveBuffer; negative leaves the
+	// system's default).
+	ReceiveBuffer int
 	// AuthFailuresPerSecond is each source address and port's budget of
 	// authentication failures; beyond it its datagrams are dropped before
 	// parsing (reason auth_failures_rate_limited). Negative disables.
@@ -108,6 +119,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.ReceiveBuffer == 0 {
+		c.ReceiveBuffer = DefaultReceiveBuffer
 	}
 	if c.AuthFailuresPerSecond == 0 {
 		c.AuthFailuresPerSecond = DefaultAuthFailuresPerSecond

@@ -65,6 +65,7 @@ type metrics struct {
 	drops    [numReasons]prometheus.Counter
 	// evictions from the duplicate cache, by cause.
 	evictEntries, evictBytes prometheus.Counter
+	rcvbuf                   prometheus.Gauge // last socket sized
 	// duration by code, resolved up front for the three codes we accept.
 	durAccess, durAcct, durStatus prometheus.Observer
 }
@@ -121,7 +122,14 @@ func newMetrics(r prometheus.Registerer, kind Kind) (*metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &metrics{requests: requests, maSeen: maSeen,
+	rcvbuf, err := register(r, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "mxedge_udp_receive_buffer_bytes",
+		Help: "Socket receive buffer the kernel granted (the size asked for when it is granted in full), by listener.",
+	}, []string{"listener"}))
+	if err != nil {
+		return nil, err
+	}
+	m := &metrics{requests: requests, maSeen: maSeen, rcvbuf: rcvbuf.WithLabelValues(string(kind)),
 		evictEntries: evict.WithLabelValues(string(kind), string(dedup.CauseEntries)),
 		evictBytes:   evict.WithLabelValues(string(kind), string(dedup.CauseBytes)),
 	}

@@ -212,6 +212,9 @@ func (s *Server) Serve(conn net.PacketConn) error {
 	}()
 
 	sk := newSocket(conn, s.log)
+	if sk.udp != nil && s.cfg.ReceiveBuffer > 0 {
+		s.sizeReceiveBuffer(sk)
+	}
 	var readers sync.WaitGroup
 	errs := make(chan error, s.cfg.Readers)
 	for range s.cfg.Readers {
@@ -219,6 +222,23 @@ func (s *Server) Serve(conn net.PacketConn) error {
 	}
 	readers.Wait()
 	return <-errs
+}
+
+// sizeReceiveBuffer asks for Config.ReceiveBuffer and logs what the
+// kernel granted, loudly when it is less than asked: a small buffer
+// overflows under a flood and devices' requests are lost with it.
+func (s *Server) sizeReceiveBuffer(sk *socket) {
+	got, err := setReceiveBuffer(sk.udp, s.cfg.ReceiveBuffer)
+	switch {
+	case err != nil:
+		s.log.Warn("cannot size the socket receive buffer", "local", sk.local, "want", s.cfg.ReceiveBuffer, "err", err)
+	case got > 0 && got < s.cfg.ReceiveBuffer:
+		s.log.Warn("socket receive buffer smaller than asked: raise net.core.rmem_max or grant CAP_NET_ADMIN, or floods will cost devices more requests",
+			"local", sk.local, "want", s.cfg.ReceiveBuffer, "got", got)
+	default:
+		s.log.Info("socket receive buffer", "local", sk.local, "want", s.cfg.ReceiveBuffer, "got", got)
+	}
+	s.m.rcvbuf.Set(float64(got))
 }
 
 // Inliner is a Handler that can tell, before serving a request, that it
