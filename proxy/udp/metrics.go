@@ -85,7 +85,9 @@ func register[C prometheus.Collector](r prometheus.Registerer, c C) (C, error) {
 	return c, nil
 }
 
-func newMetrics(r prometheus.Registerer, kind Kind) (*metrics, error) {
+// The daemon wraps r with the listener label (auth or acct), so these
+// carry none of their own.
+func newMetrics(r prometheus.Registerer) (*metrics, error) {
 	requests, err := register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mxedge_requests_total",
 		Help: "RADIUS requests received from clients, by client, code and outcome.",
@@ -117,21 +119,21 @@ func newMetrics(r prometheus.Registerer, kind Kind) (*metrics, error) {
 	}
 	evict, err := register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mxedge_duplicate_cache_evictions_total",
-		Help: "Duplicate-cache entries evicted before their window passed, by listener and cause (entries or bytes bound reached); a rise means retransmissions may be handled twice.",
-	}, []string{"listener", "cause"}))
+		Help: "Duplicate-cache entries evicted before their window passed, by cause (entries or bytes bound reached); a rise means retransmissions may be handled twice.",
+	}, []string{"cause"}))
 	if err != nil {
 		return nil, err
 	}
-	rcvbuf, err := register(r, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	rcvbuf, err := register(r, prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "mxedge_udp_receive_buffer_bytes",
-		Help: "Socket receive buffer the kernel granted (the size asked for when it is granted in full), by listener.",
-	}, []string{"listener"}))
+		Help: "Socket receive buffer the kernel granted to the last socket sized (the size asked for when granted in full).",
+	}))
 	if err != nil {
 		return nil, err
 	}
-	m := &metrics{requests: requests, maSeen: maSeen, rcvbuf: rcvbuf.WithLabelValues(string(kind)),
-		evictEntries: evict.WithLabelValues(string(kind), string(dedup.CauseEntries)),
-		evictBytes:   evict.WithLabelValues(string(kind), string(dedup.CauseBytes)),
+	m := &metrics{requests: requests, maSeen: maSeen, rcvbuf: rcvbuf,
+		evictEntries: evict.WithLabelValues(string(dedup.CauseEntries)),
+		evictBytes:   evict.WithLabelValues(string(dedup.CauseBytes)),
 	}
 	for i := range m.drops {
 		m.drops[i] = drops.WithLabelValues(reasonNames[i])

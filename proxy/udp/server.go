@@ -63,7 +63,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	m, err := newMetrics(cfg.Registerer, cfg.Kind)
+	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("udp: metrics: %w", err)
 	}
