@@ -55,6 +55,7 @@ func BenchmarkFlood(b *testing.B) {
 		p50, p99             time.Duration
 		rssBefore, rssAfter  int64
 		dropsUnknown, dropMA float64
+		dropShed             float64
 	}
 	cases := []struct {
 		name  string
@@ -71,6 +72,7 @@ func BenchmarkFlood(b *testing.B) {
 		r.rssBefore, _ = load.RSS(pid)
 		du0 := e.metric(b, "mxedge_drops_total", `reason="unknown_client"`)
 		dm0 := e.metric(b, "mxedge_drops_total", `reason="bad_message_authenticator"`)
+		ds0 := e.metric(b, "mxedge_drops_total", `reason="auth_failures_rate_limited"`)
 		ctx, cancel := context.WithCancel(context.Background())
 		floodDone := make(chan load.FloodResult, 1)
 		if c.flood != nil {
@@ -101,6 +103,7 @@ func BenchmarkFlood(b *testing.B) {
 		r.p50, r.p99 = res.Quantile(0.5), res.Quantile(0.99)
 		r.dropsUnknown = e.metric(b, "mxedge_drops_total", `reason="unknown_client"`) - du0
 		r.dropMA = e.metric(b, "mxedge_drops_total", `reason="bad_message_authenticator"`) - dm0
+		r.dropShed = e.metric(b, "mxedge_drops_total", `reason="auth_failures_rate_limited"`) - ds0
 		rows = append(rows, r)
 		b.ReportMetric(100*float64(r.answered)/float64(max(r.sent, 1)), metricName(c.name)+"-answered-%")
 		b.ReportMetric(float64(r.p99)/float64(time.Millisecond), metricName(c.name)+"-p99-ms")
@@ -109,13 +112,13 @@ func BenchmarkFlood(b *testing.B) {
 	}
 	b.StopTimer()
 	var t strings.Builder
-	fmt.Fprintf(&t, "\n%-33s %12s %8s %9s %9s %9s %9s %9s %12s %12s\n", "case", "flood pkt/s", "sent", "answered", "p50 ms", "p99 ms",
-		"RSS0 MiB", "RSS1 MiB", "drop unknown", "drop bad MA")
+	fmt.Fprintf(&t, "\n%-33s %12s %8s %9s %9s %9s %9s %9s %12s %12s %12s\n", "case", "flood pkt/s", "sent", "answered", "p50 ms", "p99 ms",
+		"RSS0 MiB", "RSS1 MiB", "drop unknown", "drop bad MA", "drop shed")
 	for _, r := range rows {
-		fmt.Fprintf(&t, "%-33s %12.0f %8d %8.1f%% %9.2f %9.2f %9.1f %9.1f %12.0f %12.0f\n", r.name, r.floodRate, r.sent,
+		fmt.Fprintf(&t, "%-33s %12.0f %8d %8.1f%% %9.2f %9.2f %9.1f %9.1f %12.0f %12.0f %12.0f\n", r.name, r.floodRate, r.sent,
 			100*float64(r.answered)/float64(max(r.sent, 1)),
 			float64(r.p50)/float64(time.Millisecond), float64(r.p99)/float64(time.Millisecond),
-			float64(r.rssBefore)/(1<<20), float64(r.rssAfter)/(1<<20), r.dropsUnknown, r.dropMA)
+			float64(r.rssBefore)/(1<<20), float64(r.rssAfter)/(1<<20), r.dropsUnknown, r.dropMA, r.dropShed)
 	}
 	b.Log(t.String())
 }
