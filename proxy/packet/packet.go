@@ -116,6 +116,11 @@ var (
 	ErrAuthenticator  = errors.New("authenticator does not verify")
 	ErrMessageAuth    = errors.New("Message-Authenticator does not verify")
 	ErrMessageAuthLen = errors.New("Message-Authenticator is not 16 octets")
+	// ErrMessageAuthDup: RFC 3579 §3.2 allows at most one
+	// Message-Authenticator. With two, one implementation may check the
+	// first and another act on the second, so the packet is refused
+	// rather than half verified.
+	ErrMessageAuthDup = errors.New("more than one Message-Authenticator")
 	ErrTooLong        = errors.New("packet would exceed 4096 octets")
 )
 
@@ -211,23 +216,28 @@ func Header(b []byte) (Code, uint8, int, error) {
 	return Code(b[0]), b[1], n, nil
 }
 
-// maOffset returns the offset of the first Message-Authenticator value in
-// raw, or -1. raw must already have passed Parse.
+// maOffset returns the offset of the Message-Authenticator value in raw,
+// or -1; a second one is ErrMessageAuthDup. raw must already have passed
+// Parse.
 func maOffset(raw []byte) (int, error) {
+	off := -1
 	for i := HeaderLen; i+2 <= len(raw); {
 		l := int(raw[i+1])
 		if l < 2 {
 			return -1, ErrAttribute
 		}
 		if raw[i] == AttrMessageAuthenticator {
+			if off >= 0 {
+				return -1, ErrMessageAuthDup
+			}
 			if l != maLen {
 				return -1, ErrMessageAuthLen
 			}
-			return i + 2, nil
+			off = i + 2
 		}
 		i += l
 	}
-	return -1, nil
+	return off, nil
 }
 
 var zero16 [16]byte
@@ -302,7 +312,8 @@ func md5Authenticator(raw []byte, auth *[16]byte, secret []byte) [16]byte {
 
 // VerifyRequest checks a request received with secret. It reports whether
 // a Message-Authenticator was present; when present it must verify (it is
-// checked before the Request Authenticator, RFC 3579 §3.2). Whether a
+// checked before the Request Authenticator, RFC 3579 §3.2) and be the
+// only one (ErrMessageAuthDup otherwise). Whether a
 // missing one is acceptable is policy and left to the caller.
 func VerifyRequest(p *Packet, secret []byte) (hasMA bool, err error) {
 	off, err := maOffset(p.Raw)

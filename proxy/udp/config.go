@@ -26,7 +26,22 @@ const (
 const (
 	DefaultDuplicateWindow = 30 * time.Second
 	DefaultMaxDuplicates   = 65536
-	DefaultMaxInFlight     = 4096
+	// DefaultMaxDuplicateBytes bounds the memory charged to one server's
+	// duplicate cache (so auth and acct together hold at most twice it).
+	DefaultMaxDuplicateBytes = 64 << 20
+	DefaultMaxInFlight       = 4096
+	// DefaultAuthFailuresPerSecond is each source address and port's
+	// budget of packets failing authentication before its datagrams are
+	// dropped unverified (burst twice that). A device with the right
+	// secret never fails; one with a wrong secret is refused either way.
+	DefaultAuthFailuresPerSecond = 20
+	// DefaultReceiveBuffer is the socket receive buffer asked for: at a
+	// flood's rate the default (about 208 KiB) overflows in milliseconds
+	// and a device's request is lost with the flood. On Linux the daemon
+	// gets it in full with CAP_NET_ADMIN (SO_RCVBUFFORCE); otherwise it
+	// is capped by net.core.rmem_max (Debian's default: 208 KiB), and the
+	// server logs what it got. See SECURITY.md.
+	DefaultReceiveBuffer = 8 << 20
 )
 
 // Config is what a Server needs. Clients and Handler are required.
@@ -44,11 +59,23 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// DuplicateWindow is how long answers are kept for retransmissions.
 	DuplicateWindow time.Duration
-	// MaxDuplicates bounds the duplicate cache (entries of at most 4 KiB).
-	MaxDuplicates int
+	// MaxDuplicates bounds the duplicate cache's entries, and
+	// MaxDuplicateBytes the bytes charged for them (each reply, up to 4
+	// KiB, plus a fixed overhead). When either is reached, the source
+	// address charged the most loses its oldest entries first.
+	MaxDuplicates     int
+	MaxDuplicateBytes int64
 	// MaxInFlight bounds requests handled at once; beyond it, new
 	// requests are dropped (the NAS will retransmit).
 	MaxInFlight int
+	// ReceiveBuffer is the socket receive buffer Serve asks for on a
+	// *net.UDPConn (default DefaultReceiveBuffer; negative leaves the
+	// system's default).
+	ReceiveBuffer int
+	// AuthFailuresPerSecond is each source address and port's budget of
+	// authentication failures; beyond it its datagrams are dropped before
+	// parsing (reason auth_failures_rate_limited). Negative disables.
+	AuthFailuresPerSecond int
 	// Readers is how many goroutines read each socket (default
 	// GOMAXPROCS). With an Inliner handler they also answer what it
 	// takes inline, so more than one keeps the socket read while one
@@ -68,8 +95,8 @@ func (c *Config) validate() error {
 	if c.Kind != Auth && c.Kind != Acct {
 		errs = append(errs, fmt.Errorf("udp: Config.Kind %q is neither %q nor %q", c.Kind, Auth, Acct))
 	}
-	if c.DuplicateWindow < 0 || c.MaxDuplicates < 0 || c.MaxInFlight < 0 || c.Readers < 0 {
-		errs = append(errs, errors.New("udp: negative DuplicateWindow, MaxDuplicates, MaxInFlight or Readers"))
+	if c.DuplicateWindow < 0 || c.MaxDuplicates < 0 || c.MaxDuplicateBytes < 0 || c.MaxInFlight < 0 || c.Readers < 0 {
+		errs = append(errs, errors.New("udp: negative DuplicateWindow, MaxDuplicates, MaxDuplicateBytes, MaxInFlight or Readers"))
 	}
 	return errors.Join(errs...)
 }
@@ -87,8 +114,17 @@ func (c *Config) setDefaults() {
 	if c.MaxDuplicates == 0 {
 		c.MaxDuplicates = DefaultMaxDuplicates
 	}
+	if c.MaxDuplicateBytes == 0 {
+		c.MaxDuplicateBytes = DefaultMaxDuplicateBytes
+	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.ReceiveBuffer == 0 {
+		c.ReceiveBuffer = DefaultReceiveBuffer
+	}
+	if c.AuthFailuresPerSecond == 0 {
+		c.AuthFailuresPerSecond = DefaultAuthFailuresPerSecond
 	}
 	if c.Readers == 0 {
 		c.Readers = runtime.GOMAXPROCS(0)

@@ -23,6 +23,7 @@ func FuzzDatagram(f *testing.F) {
 		}
 	}
 	f.Add(mabRequest(f, 2))
+	f.Add(twoMAs(f, 3))
 	f.Add([]byte{})
 
 	c := loopbackClient("fuzz", optOut)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mxedge/mxedge/proxy/internal/dedup"
 	"github.com/mxedge/mxedge/proxy/packet"
 )
 
@@ -24,6 +25,8 @@ const (
 	reasonOverloaded
 	reasonPanic
 	reasonWriteError
+	reasonDuplicateMA
+	reasonAuthRateLimited
 	numReasons
 )
 
@@ -39,6 +42,8 @@ var reasonNames = [numReasons]string{
 	reasonOverloaded:          "overloaded",
 	reasonPanic:               "panic",
 	reasonWriteError:          "write_error",
+	reasonDuplicateMA:         "duplicate_message_authenticator",
+	reasonAuthRateLimited:     "auth_failures_rate_limited",
 }
 
 func (r reason) String() string { return reasonNames[r] }
@@ -58,6 +63,9 @@ type metrics struct {
 	// It grows with the distinct client names, like the vectors do.
 	children sync.Map // childKey → prometheus.Counter
 	drops    [numReasons]prometheus.Counter
+	// evictions from the duplicate cache, by cause.
+	evictEntries, evictBytes prometheus.Counter
+	rcvbuf                   prometheus.Gauge // last socket sized
 	// duration by code, resolved up front for the three codes we accept.
 	durAccess, durAcct, durStatus prometheus.Observer
 }
@@ -77,6 +85,8 @@ func register[C prometheus.Collector](r prometheus.Registerer, c C) (C, error) {
 	return c, nil
 }
 
+// The daemon wraps r with the listener label (auth or acct), so these
+// carry none of their own.
 func newMetrics(r prometheus.Registerer) (*metrics, error) {
 	requests, err := register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mxedge_requests_total",
@@ -107,7 +117,24 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &metrics{requests: requests, maSeen: maSeen}
+	evict, err := register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mxedge_duplicate_cache_evictions_total",
+		Help: "Duplicate-cache entries evicted before their window passed, by cause (entries or bytes bound reached); a rise means retransmissions may be handled twice.",
+	}, []string{"cause"}))
+	if err != nil {
+		return nil, err
+	}
+	rcvbuf, err := register(r, prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "mxedge_udp_receive_buffer_bytes",
+		Help: "Socket receive buffer the kernel granted to the last socket sized (the size asked for when granted in full).",
+	}))
+	if err != nil {
+		return nil, err
+	}
+	m := &metrics{requests: requests, maSeen: maSeen, rcvbuf: rcvbuf,
+		evictEntries: evict.WithLabelValues(string(dedup.CauseEntries)),
+		evictBytes:   evict.WithLabelValues(string(dedup.CauseBytes)),
+	}
 	for i := range m.drops {
 		m.drops[i] = drops.WithLabelValues(reasonNames[i])
 	}
@@ -115,6 +142,14 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 	m.durAcct = dur.WithLabelValues(packet.CodeAccountingRequest.String())
 	m.durStatus = dur.WithLabelValues(packet.CodeStatusServer.String())
 	return m, nil
+}
+
+func (m *metrics) evicted(c dedup.Cause) {
+	if c == dedup.CauseBytes {
+		m.evictBytes.Inc()
+		return
+	}
+	m.evictEntries.Inc()
 }
 
 func (m *metrics) duration(c packet.Code) prometheus.Observer {

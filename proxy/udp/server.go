@@ -48,6 +48,10 @@ type Server struct {
 	unknownLog *limiter // unknown sources
 	dropLog    *limiter // known clients' drops
 	legacyLog  *limiter // Access-Requests accepted without Message-Authenticator
+	writeLog   *limiter // replies the kernel refused, by destination
+	readLog    *limiter // transient read errors, by local address
+	panicLog   *limiter // recovered panics, by source
+	fails      *failLimiter
 
 	// trace, when set by tests, sees every drop reason and outcome.
 	trace func(what string)
@@ -65,18 +69,24 @@ func New(cfg Config) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
-		cfg:    cfg,
-		log:    cfg.Logger.With("listener", string(cfg.Kind)),
-		m:      m,
-		dup:    dedup.New(dedup.Config{Window: cfg.DuplicateWindow, MaxEntries: cfg.MaxDuplicates, Now: cfg.Now}),
+		cfg: cfg,
+		log: cfg.Logger.With("listener", string(cfg.Kind)),
+		m:   m,
+		dup: dedup.New(dedup.Config{Window: cfg.DuplicateWindow, MaxEntries: cfg.MaxDuplicates,
+			MaxBytes: cfg.MaxDuplicateBytes, OnEvict: m.evicted, Now: cfg.Now}),
 		ctx:    ctx,
 		cancel: cancel,
 		conns:  make(map[net.PacketConn]struct{}),
 		jobs:   make(chan job),
-		// 4096 sources of one line a minute each is plenty of log.
+		// One line a minute per source, and at most 4096 lines a minute
+		// per kind, each saying how many it stands for, is plenty of log.
 		unknownLog: newLimiter(time.Minute, 4096),
 		dropLog:    newLimiter(time.Minute, 4096),
 		legacyLog:  newLimiter(time.Minute, 4096),
+		writeLog:   newLimiter(time.Minute, 4096),
+		readLog:    newLimiter(time.Minute, 64),
+		panicLog:   newLimiter(time.Minute, 4096),
+		fails:      newFailLimiter(cfg.AuthFailuresPerSecond, 4096),
 	}, nil
 }
 
@@ -202,6 +212,9 @@ func (s *Server) Serve(conn net.PacketConn) error {
 	}()
 
 	sk := newSocket(conn, s.log)
+	if sk.udp != nil && s.cfg.ReceiveBuffer > 0 {
+		s.sizeReceiveBuffer(sk)
+	}
 	var readers sync.WaitGroup
 	errs := make(chan error, s.cfg.Readers)
 	for range s.cfg.Readers {
@@ -209,6 +222,23 @@ func (s *Server) Serve(conn net.PacketConn) error {
 	}
 	readers.Wait()
 	return <-errs
+}
+
+// sizeReceiveBuffer asks for Config.ReceiveBuffer and logs what the
+// kernel granted, loudly when it is less than asked: a small buffer
+// overflows under a flood and devices' requests are lost with it.
+func (s *Server) sizeReceiveBuffer(sk *socket) {
+	got, err := setReceiveBuffer(sk.udp, s.cfg.ReceiveBuffer)
+	switch {
+	case err != nil:
+		s.log.Warn("cannot size the socket receive buffer", "local", sk.local, "want", s.cfg.ReceiveBuffer, "err", err)
+	case got > 0 && got < s.cfg.ReceiveBuffer:
+		s.log.Warn("socket receive buffer smaller than asked: raise net.core.rmem_max or grant CAP_NET_ADMIN, or floods will cost devices more requests",
+			"local", sk.local, "want", s.cfg.ReceiveBuffer, "got", got)
+	default:
+		s.log.Info("socket receive buffer", "local", sk.local, "want", s.cfg.ReceiveBuffer, "got", got)
+	}
+	s.m.rcvbuf.Set(float64(got))
 }
 
 // Inliner is a Handler that can tell, before serving a request, that it
@@ -239,7 +269,10 @@ func (s *Server) read(sk *socket) error {
 			// Transient (ENOBUFS, ICMP errors reported on the socket, a
 			// deadline someone else set): back off so it cannot spin.
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.Warn("read failed", "local", sk.local, "err", err, "retry_in", backoff)
+			if q := s.readLog.allow(sk.local.Addr(), s.cfg.Now()); q.Log {
+				s.log.Warn("read failed (logged once a minute per socket address)",
+					append([]any{"local", sk.local, "err", err, "retry_in", backoff}, q.attrs()...)...)
+			}
 			time.Sleep(backoff)
 			continue
 		}
@@ -292,7 +325,10 @@ func (s *Server) datagram(sk *socket, w *work, n int, from, local netip.AddrPort
 	defer func() {
 		if r := recover(); r != nil {
 			s.drop(reasonPanic)
-			s.log.Error("panic handling datagram", "source", from, "panic", r, "stack", string(debug.Stack()))
+			if q := s.panicLog.allow(from.Addr(), s.cfg.Now()); q.Log {
+				s.log.Error("panic handling datagram (logged once a minute per source)",
+					append([]any{"source", from, "panic", r, "stack", string(debug.Stack())}, q.attrs()...)...)
+			}
 			if !handedOff {
 				putWork(w)
 			}
@@ -312,9 +348,14 @@ func (s *Server) check(sk *socket, w *work, n int, from, local netip.AddrPort) b
 	client := s.cfg.Clients().Lookup(src.Addr())
 	if client == nil {
 		s.drop(reasonUnknownClient)
-		if s.unknownLog.allow(src.Addr(), now) {
-			s.log.Warn("datagram from unknown client dropped (logged once a minute per source)", "source", src, "local", local)
+		if q := s.unknownLog.allow(src.Addr(), now); q.Log {
+			s.log.Warn("datagram from unknown client dropped (logged once a minute per source)",
+				append([]any{"source", src, "local", local}, q.attrs()...)...)
 		}
+		return false
+	}
+	if s.fails.limited(src, now) {
+		s.dropClient(reasonAuthRateLimited, client, src, now, nil)
 		return false
 	}
 	p := &w.pkt
@@ -331,13 +372,13 @@ func (s *Server) check(sk *socket, w *work, n int, from, local netip.AddrPort) b
 		return false
 	}
 
-	hasMA := false
-	for _, a := range p.Attrs {
-		if a.Type == packet.AttrMessageAuthenticator {
-			hasMA = true
-			break
-		}
+	nMA := p.Count(packet.AttrMessageAuthenticator)
+	if nMA > 1 { // RFC 3579 §3.2: at most one
+		s.fails.failed(src, now)
+		s.dropClient(reasonDuplicateMA, client, src, now, nil)
+		return false
 	}
+	hasMA := nMA == 1
 	// BlastRADIUS: the policy checks come before any crypto, in this order.
 	switch p.Code {
 	case packet.CodeAccessRequest:
@@ -354,9 +395,9 @@ func (s *Server) check(sk *socket, w *work, n int, from, local netip.AddrPort) b
 				s.dropClient(reasonEAPWithoutMA, client, src, now, nil)
 				return false
 			}
-			if s.legacyLog.allow(src.Addr(), now) {
+			if q := s.legacyLog.allow(src.Addr(), now); q.Log {
 				s.log.Warn("accepting Access-Request without Message-Authenticator: the client is exposed to BlastRADIUS (CVE-2024-3596) until it sends one and require_message_authenticator is set",
-					"client", client.Name, "source", src)
+					append([]any{"client", client.Name, "source", src}, q.attrs()...)...)
 			}
 		}
 	case packet.CodeStatusServer:
@@ -370,9 +411,12 @@ func (s *Server) check(sk *socket, w *work, n int, from, local netip.AddrPort) b
 		switch {
 		case errors.Is(err, packet.ErrMessageAuth), errors.Is(err, packet.ErrMessageAuthLen):
 			r = reasonBadMA
+		case errors.Is(err, packet.ErrMessageAuthDup):
+			r = reasonDuplicateMA
 		case errors.Is(err, packet.ErrAuthenticator):
 			r = reasonBadAuthenticator
 		}
+		s.fails.failed(src, now)
 		s.dropClient(r, client, src, now, err)
 		return false
 	}
@@ -459,8 +503,11 @@ func (s *Server) handle(sk *socket, w *work, key dedup.Key, to netip.AddrPort) {
 			s.dup.Finish(key, auth, nil)
 			s.drop(reasonPanic)
 			s.count(client, code, string(proxy.OutcomePanic))
-			s.log.Error("panic in handler", "client", client.Name, "source", w.req.Source,
-				"panic", r, "stack", string(debug.Stack()))
+			if q := s.panicLog.allow(w.req.Source.Addr(), s.cfg.Now()); q.Log {
+				s.log.Error("panic in handler (logged once a minute per source)",
+					append([]any{"client", client.Name, "source", w.req.Source,
+						"panic", r, "stack", string(debug.Stack())}, q.attrs()...)...)
+			}
 		}
 		putWork(w)
 		s.inFlight.Add(-1)
@@ -518,16 +565,19 @@ func (s *Server) drop(r reason) {
 // a minute per source so a misconfigured device cannot flood the log.
 func (s *Server) dropClient(r reason, c *proxy.Client, src netip.AddrPort, now time.Time, err error) {
 	s.drop(r)
-	if s.dropLog.allow(src.Addr(), now) {
+	if q := s.dropLog.allow(src.Addr(), now); q.Log {
 		attrs := []any{"reason", r.String(), "client", c.Name, "source", src}
 		if err != nil {
 			attrs = append(attrs, "err", err)
 		}
-		s.log.Warn("request dropped (logged once a minute per source)", attrs...)
+		s.log.Warn("request dropped (logged once a minute per source)", append(attrs, q.attrs()...)...)
 	}
 }
 
 func (s *Server) writeFailed(c *proxy.Client, to netip.AddrPort, err error) {
 	s.drop(reasonWriteError)
-	s.log.Warn("sending reply failed", "client", c.Name, "to", to, "err", err)
+	if q := s.writeLog.allow(to.Addr(), s.cfg.Now()); q.Log {
+		s.log.Warn("sending reply failed (logged once a minute per destination)",
+			append([]any{"client", c.Name, "to", to, "err", err}, q.attrs()...)...)
+	}
 }

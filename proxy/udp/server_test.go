@@ -3,6 +3,8 @@ package udp
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/md5"
 	"errors"
 	"fmt"
 	"net"
@@ -611,4 +613,32 @@ func TestInlineRequests(t *testing.T) {
 
 	close(release)
 	checkReply(t, n.recv(), slow, secret, packet.CodeAccessAccept)
+}
+
+// twoMAs is an Access-Request whose first Message-Authenticator verifies
+// (computed by hand over the whole packet) and whose second is garbage.
+func twoMAs(t testing.TB, id uint8) []byte {
+	t.Helper()
+	b := packet.Append(nil, packet.CodeAccessRequest, id, packet.RandomAuthenticator())
+	b = packet.AppendMessageAuthenticator(b)
+	b, _ = packet.AppendAttr(b, packet.AttrUserName, []byte("aabbccddeeff"))
+	b, _ = packet.AppendAttr(b, packet.AttrMessageAuthenticator, []byte("garbage-garbage!"))
+	b[2], b[3] = byte(len(b)>>8), byte(len(b))
+	h := hmac.New(md5.New, secret)
+	h.Write(b)
+	copy(b[packet.HeaderLen+2:packet.HeaderLen+18], h.Sum(nil))
+	return b
+}
+
+func TestTwoMessageAuthenticatorsDropped(t *testing.T) {
+	for _, opts := range [][]func(*proxy.Client){nil, {optOut}} {
+		ts := startServer(t, Auth, "udp4", []*proxy.Client{loopbackClient("lo", opts...)}, nil)
+		n := newNAS(t, ts.addr)
+		n.send(twoMAs(t, 1))
+		ts.tr.waitFor(t, "duplicate_message_authenticator", 1)
+		n.silent()
+		if got := ts.drops("duplicate_message_authenticator"); got != 1 {
+			t.Fatalf("drops{duplicate_message_authenticator} = %v, want 1", got)
+		}
+	}
 }

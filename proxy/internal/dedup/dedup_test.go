@@ -286,3 +286,79 @@ func ExampleCache() {
 	// in_progress
 	// answered accept
 }
+
+// TestCacheByteBoundAndFairShare floods the cache from one source with
+// large replies (a client echoing a big Proxy-State at full rate) while
+// another source's answers sit in it: the charged bytes stay within
+// MaxBytes, and the quiet source's answers are still there.
+func TestCacheByteBoundAndFairShare(t *testing.T) {
+	clk := newClock()
+	const maxBytes = 256 << 10
+	evictions := map[Cause]int{}
+	c := New(Config{Now: clk.Now, MaxBytes: maxBytes, OnEvict: func(k Cause) { evictions[k]++ }})
+	quiet := netip.MustParseAddrPort("10.0.0.2:1645")
+	for id := range uint8(20) {
+		k := Key{Local: local, Source: quiet, ID: id}
+		c.Begin(k, auth(1))
+		c.Finish(k, auth(1), []byte(fmt.Sprintf("quiet-%d", id)))
+	}
+	big := bytes.Repeat([]byte{0x21}, 4000)
+	for i := range 10_000 {
+		// Many source ports: one device, one share.
+		k := Key{Local: local, Source: netip.AddrPortFrom(nas.Addr(), uint16(40000+i/256)), ID: uint8(i)}
+		if st, _ := c.Begin(k, auth(1)); st != Proceed {
+			t.Fatalf("flood request %d: %v", i, st)
+		}
+		c.Finish(k, auth(1), big[:len(big):len(big)])
+		if s := c.Stats(); s.Bytes > maxBytes {
+			t.Fatalf("after %d flood replies the cache holds %d bytes, over %d", i+1, s.Bytes, maxBytes)
+		}
+	}
+	for id := range uint8(20) {
+		st, r := c.Begin(Key{Local: local, Source: quiet, ID: id}, auth(1))
+		if st != Answered || string(r) != fmt.Sprintf("quiet-%d", id) {
+			t.Fatalf("quiet source's reply %d = %v %q, want it still cached", id, st, r)
+		}
+	}
+	s := c.Stats()
+	if s.Sources != 2 || s.Evicted == 0 || evictions[CauseBytes] != int(s.Evicted) {
+		t.Fatalf("Stats = %+v, evictions %v: want 2 sources and every eviction counted as bytes", s, evictions)
+	}
+	// The charge is exact: emptying the cache returns it to zero.
+	clk.Advance(time.Hour)
+	c.Begin(key(0), auth(9))
+	if s := c.Stats(); s.Bytes != EntryOverhead || s.Entries != 1 {
+		t.Fatalf("after expiry Stats = %+v, want one entry charged %d", s, EntryOverhead)
+	}
+}
+
+// TestCacheEntryBoundEvictsBiggestSpender: with the entry count full, a
+// new request from the spender evicts its own oldest, not the others'.
+func TestCacheEntryBoundEvictsBiggestSpender(t *testing.T) {
+	clk := newClock()
+	evictions := map[Cause]int{}
+	c := New(Config{Now: clk.Now, MaxEntries: 10, OnEvict: func(k Cause) { evictions[k]++ }})
+	other := Key{Local: local, Source: netip.MustParseAddrPort("10.0.0.9:1645"), ID: 1}
+	c.Begin(other, auth(1)) // the oldest entry in the cache
+	c.Finish(other, auth(1), []byte("keep"))
+	for id := range uint8(50) {
+		c.Begin(key(id), auth(1))
+	}
+	if st, r := c.Begin(other, auth(1)); st != Answered || string(r) != "keep" {
+		t.Fatalf("other source = %v %q, want still answered", st, r)
+	}
+	if s := c.Stats(); s.Entries != 10 || s.Evicted != 41 || evictions[CauseEntries] != 41 {
+		t.Fatalf("Stats = %+v, evictions %v: want 10 entries, 41 evicted for entries", s, evictions)
+	}
+}
+
+func TestCacheOversizeReplyNotKept(t *testing.T) {
+	c := New(Config{MaxBytes: 4 << 10})
+	c.Begin(key(1), auth(1))
+	if !c.Finish(key(1), auth(1), make([]byte, 4000)) {
+		t.Fatal("reply not sent")
+	}
+	if s := c.Stats(); s.Entries != 0 || s.Bytes != 0 {
+		t.Fatalf("Stats = %+v, want nothing kept", s)
+	}
+}

@@ -11,9 +11,15 @@
 // has given up on the old one, so the old one's reply, when it comes, is
 // neither sent nor cached.
 //
-// Memory is bounded by an entry count; entries sit on a list in the order
-// they were last touched, so expiry and eviction take the oldest from the
-// front without scanning the map. Slots live in one slice linked by index
+// Memory is bounded by an entry count and by bytes (each reply plus a
+// fixed overhead per entry): a client that knows its secret could
+// otherwise fill every entry with a 4 KiB reply echoing a large
+// Proxy-State. Entries sit on a list in the order they were last touched,
+// so expiry takes the oldest from the front without scanning the map.
+// Each source address is charged for its entries and keeps its own list
+// in the same order; when the cache is full, room is made by evicting the
+// oldest entries of the source charged the most, so a flood from one
+// client evicts its own answers before anyone else's. Slots live in one slice linked by index
 // and the map holds no pointers, which keeps the garbage collector from
 // walking a large cache.
 package dedup
