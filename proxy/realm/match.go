@@ -46,7 +46,7 @@ func CheckPattern(p string) error {
 		if wild && errors.As(err, &e) && e.Reason == ReasonSingleLabel {
 			return nil // "*.edu" is a wide but valid pattern
 		}
-		return fmt.Errorf("%q is not a realm or *.realm: %v", p, err)
+		return fmt.Errorf("%q is not a realm or *.realm: %s", p, strings.TrimPrefix(err.Error(), "realm: malformed NAI: "))
 	}
 	return nil
 }
