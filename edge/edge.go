@@ -47,6 +47,7 @@ type App struct {
 	cfg     atomic.Pointer[config.Config]
 	clients atomic.Pointer[proxy.ClientTable]
 	router  *Router
+	fed     *Federation // in front of the router (federation.go)
 	cloud   *radsec.Client
 	cloudRS config.CloudRadSec // what cloud was built from
 	// cloudLoaded are the modification times of the certificate, key and
@@ -127,6 +128,9 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 		a.router.forced.Store(m)
 	}
 	a.router.fallback.Store(int64(cfg.Survivability.FallbackAfter))
+	if a.fed, err = NewFederation(cfg, a.router, a.log.With("component", "federation"), a.reg); err != nil {
+		return nil, err
+	}
 	a.health = newHealth(cfg.Survivability.Health, a.log.With("component", "health"), a.reg, a.probeTarget, a.onModeChange)
 	a.router.health = a.health
 	a.cloudRS = cloudRadSec(cfg)
@@ -297,7 +301,7 @@ func (a *App) listen(ctx context.Context, cfg *config.Config) error {
 		srv, err := udp.New(udp.Config{
 			Kind:            udp.Kind(kind),
 			Clients:         a.clients.Load,
-			Handler:         a.router,
+			Handler:         a.fed,
 			DuplicateWindow: cfg.RADIUS.DuplicateWindow,
 			Logger:          a.log.With("listener", kind),
 			Registerer:      prometheus.WrapRegistererWith(prometheus.Labels{"listener": kind}, a.reg),
@@ -388,6 +392,9 @@ func (a *App) Reload() error {
 		}
 		a.log.Info("cloud RadSec pool replaced", "servers", rs.Servers)
 	}
+	if err := a.fed.Reload(cfg); err != nil {
+		a.log.Error("federation reload refused; keeping the running routes", "err", err)
+	}
 	a.clients.Store(table)
 	mode := cfg.Survivability.Mode
 	if mode == "auto" {
@@ -436,6 +443,9 @@ func (a *App) closeAll() {
 	}
 	if a.cloud != nil {
 		a.cloud.Close()
+	}
+	if a.fed != nil {
+		a.fed.Close()
 	}
 	if a.metrics != nil {
 		a.metrics.Close()

@@ -153,21 +153,40 @@ type Health struct {
 
 // Federation is a roaming federation such as eduroam.
 type Federation struct {
-	Name          string   `yaml:"name"`
-	SSIDs         []string `yaml:"ssids"`
+	Name  string   `yaml:"name"`
+	SSIDs []string `yaml:"ssids"` // only requests on these SSIDs (Called-Station-Id); empty: any
+	// ExcludeRealms are the site's own realms ("example.edu",
+	// "*.example.edu"): never sent to the federation, and the only realms
+	// the federation's servers may ask the edge about.
 	ExcludeRealms []string `yaml:"exclude_realms"`
-	OperatorName  string   `yaml:"operator_name"`
-	LoadBalance   string   `yaml:"load_balance"` // round_robin | failover
-	AuthServers   []Server `yaml:"auth_servers"`
-	AcctServers   []Server `yaml:"acct_servers"`
+	OperatorName  string   `yaml:"operator_name"` // RFC 5580: "1" + the site's domain
+	LoadBalance   string   `yaml:"load_balance"`  // round_robin | failover
+	FTicks        bool     `yaml:"fticks"`        // an F-Ticks log line per roaming authentication
+	Country       string   `yaml:"country"`       // ISO 3166 code for F-Ticks VISCOUNTRY
+	// Timeout bounds one try at one server, Retries the resends within it.
+	Timeout time.Duration `yaml:"timeout"`
+	Retries int           `yaml:"retries"`
+	// StatusInterval is the Status-Server probe period; 0 disables probes
+	// (then three timeouts in a row take a server out for a while).
+	StatusInterval time.Duration `yaml:"status_interval"`
+	AuthServers    []Server      `yaml:"auth_servers"`
+	AcctServers    []Server      `yaml:"acct_servers"`
 }
 
-func (f *Federation) setDefaults() { f.LoadBalance = "round_robin" }
+func (f *Federation) setDefaults() {
+	f.LoadBalance = "round_robin"
+	f.Timeout = 3 * time.Second
+	f.Retries = 2
+	f.StatusInterval = 10 * time.Second
+}
 
 // Server is a plain RADIUS server of a federation.
 type Server struct {
 	Address string `yaml:"address"` // host:port
 	Secret  Secret `yaml:"secret"`
+	// RequireMessageAuthenticator discards replies without one; leave it
+	// off for servers such as FreeRADIUS 3.2.1 that sign only EAP replies.
+	RequireMessageAuthenticator bool `yaml:"require_message_authenticator"`
 }
 
 // Default returns the configuration used for every key a file leaves out.

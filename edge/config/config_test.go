@@ -194,7 +194,11 @@ func TestFull(t *testing.T) {
 			ExcludeRealms: []string{"example.edu"},
 			OperatorName:  "1example.edu",
 			LoadBalance:   "failover",
-			AuthServers:   []Server{{Address: "radius.example.net:1812", Secret: "fed-secret-0123456"}},
+			FTicks:        true,
+			Country:       "NL",
+			Timeout:       2 * time.Second,
+			Retries:       1,
+			AuthServers:   []Server{{Address: "radius.example.net:1812", Secret: "fed-secret-0123456", RequireMessageAuthenticator: true}},
 			AcctServers:   []Server{{Address: "[2001:db8::10]:1813", Secret: "fed-secret-0123456"}},
 		}},
 	}

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mxedge/mxedge/proxy/realm"
 )
 
 // minSecretLen is where a warning starts: shorter shared secrets fall to
@@ -171,6 +173,33 @@ func (s *Survivability) validate(p *problems) {
 func (f *Federation) validate(p *problems, key string) {
 	required(p, key+".name", f.Name, "")
 	oneOf(p, key+".load_balance", f.LoadBalance, "round_robin", "failover")
+	for i, s := range f.SSIDs {
+		if s == "" || len(s) > 32 {
+			p.add(fmt.Sprintf("%s.ssids[%d]", key, i), fmt.Sprintf("%q is not an SSID (1..32 octets)", s))
+		}
+	}
+	for i, r := range f.ExcludeRealms {
+		if err := realm.CheckPattern(r); err != nil {
+			p.add(fmt.Sprintf("%s.exclude_realms[%d]", key, i), err.Error())
+		}
+	}
+	if f.OperatorName != "" {
+		// RFC 5580 §4.1: namespace "1" (REALM) followed by the operator's
+		// domain name, which must be a domain, not a label.
+		d, ok := strings.CutPrefix(f.OperatorName, "1")
+		if !ok || !strings.Contains(d, ".") || !validDNSName(d) || strings.HasSuffix(d, ".") {
+			p.add(key+".operator_name", fmt.Sprintf("%q is not \"1\" followed by the site's domain (RFC 5580), e.g. 1example.edu", f.OperatorName))
+		}
+	}
+	if f.FTicks {
+		if len(f.Country) != 2 || strings.ToUpper(f.Country) != f.Country || strings.ContainsFunc(f.Country, func(r rune) bool { return r < 'A' || r > 'Z' }) {
+			p.add(key+".country", fmt.Sprintf("%q is not an ISO 3166 two-letter code, which F-Ticks needs (VISCOUNTRY)", f.Country))
+		}
+		required(p, key+".operator_name", f.OperatorName, "when fticks is true (VISINST)")
+	}
+	positive(p, key+".timeout", f.Timeout)
+	intRange(p, key+".retries", f.Retries, 0, 10)
+	notNegative(p, key+".status_interval", f.StatusInterval)
 	if len(f.AuthServers) == 0 {
 		p.add(key+".auth_servers", "at least one server is required")
 	}

@@ -1,0 +1,47 @@
+package udpclient
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the collectors every pool of a process shares, labelled by
+// pool and server. Create them once per registry.
+type Metrics struct {
+	up       *prometheus.GaugeVec
+	requests *prometheus.CounterVec
+	probes   *prometheus.CounterVec
+	dropped  *prometheus.CounterVec
+}
+
+// NewMetrics registers the pool collectors with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mxedge_federation_server_up",
+			Help: "1 while a federation server answers (Status-Server or requests), 0 while it is down.",
+		}, []string{"pool", "server"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mxedge_federation_server_requests_total",
+			Help: "Requests sent to a federation server, by result (answered, timeout, error).",
+		}, []string{"pool", "server", "result"}),
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mxedge_federation_status_probes_total",
+			Help: "Status-Server probes of a federation server, by result (ok, fail).",
+		}, []string{"pool", "server", "result"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mxedge_federation_replies_dropped_total",
+			Help: "Replies from a federation server discarded, by reason (unexpected, bad_authenticator, missing_message_authenticator, malformed).",
+		}, []string{"pool", "server", "reason"}),
+	}
+	reg.MustRegister(m.up, m.requests, m.probes, m.dropped)
+	return m
+}
+
+func (m *Metrics) forget(pool, server string) {
+	if m == nil {
+		return
+	}
+	l := prometheus.Labels{"pool": pool, "server": server}
+	m.up.DeletePartialMatch(l)
+	m.requests.DeletePartialMatch(l)
+	m.probes.DeletePartialMatch(l)
+	m.dropped.DeletePartialMatch(l)
+}
