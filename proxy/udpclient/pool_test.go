@@ -248,6 +248,10 @@ func TestIdentifiersNotReused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	// 600 datagrams at once can overflow a default receive buffer on a
+	// busy machine; a lost one is retransmitted (below), but a bigger
+	// buffer keeps that rare.
+	conn.(*net.UDPConn).SetReadBuffer(4 << 20)
 	done := make(chan error, 1)
 	go func() {
 		type held struct {
@@ -285,7 +289,10 @@ func TestIdentifiersNotReused(t *testing.T) {
 		}
 		done <- nil
 	}()
-	p := newPool(t, Config{Servers: []ServerConfig{{Address: conn.LocalAddr().String(), Secret: secret}}, Timeout: 20 * time.Second, Retries: 1})
+	// Short timeouts with many retries: a datagram the kernel dropped is
+	// sent again soon, and the held ones are retransmitted (and skipped)
+	// until the server has them all.
+	p := newPool(t, Config{Servers: []ServerConfig{{Address: conn.LocalAddr().String(), Secret: secret}}, Timeout: 3 * time.Second, Retries: 6})
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for i := range n {
