@@ -291,6 +291,9 @@ func (c *Cloud) Handler() http.Handler {
 	mux.HandleFunc("GET /lab/v1/stats", c.loopback(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, c.Stats())
 	}))
+	mux.HandleFunc("GET /lab/v1/event-types", c.loopback(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, c.EventTypes())
+	}))
 	mux.HandleFunc("POST /lab/v1/codes", c.loopback(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"code": c.NewCode()})
 	}))

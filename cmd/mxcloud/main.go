@@ -44,12 +44,13 @@ Usage:
       Prints "mxcloud ready api=URL radsec=ADDR ca=FILE code=CODE" once serving.
   mxcloud code        [--dir DIR]   issue a registration code (asks the running serve)
   mxcloud stats       [--dir DIR]   print the lab counters (edges, auths, events unique/duplicate)
+  mxcloud event-types [--dir DIR]   print the events received, counted by type (TYPE=N)
   mxcloud lose-cursor [--dir DIR]   forget every edge's sync cursor: next syncs are full
   mxcloud demo        [flags]       run the whole product on loopback and print what happened
   mxcloud help
 
---dir defaults to ./mxcloud-lab. Admin calls go to GET/POST /lab/v1/{stats,codes,
-lose-cursor,forget?mac=} on the API port, loopback peers only.
+--dir defaults to ./mxcloud-lab. Admin calls go to GET/POST /lab/v1/{stats,event-types,
+codes,lose-cursor,forget?mac=} on the API port, loopback peers only.
 `
 
 const defaultDir = "mxcloud-lab"
@@ -77,7 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "serve":
 		err = serveCmd(ctx, args, stdout, stderr)
-	case "code", "stats", "lose-cursor":
+	case "code", "stats", "event-types", "lose-cursor":
 		err = adminCmd(ctx, cmd, args, stdout, stderr)
 	case "demo":
 		err = demoCmd(ctx, args, stdout)
@@ -335,6 +336,8 @@ func adminCmd(ctx context.Context, cmd string, args []string, stdout, stderr io.
 	switch cmd {
 	case "stats":
 		method, path = http.MethodGet, "/lab/v1/stats"
+	case "event-types":
+		method, path = http.MethodGet, "/lab/v1/event-types"
 	case "lose-cursor":
 		path = "/lab/v1/lose-cursor"
 	}
