@@ -40,13 +40,13 @@ var ErrUnavailable = errors.New("cache: unavailable (the damaged file was moved 
 
 // Fault is the last time the store found its file damaged.
 type Fault struct {
-	At      time.Time
-	Reason  string // "open", "read", "write", "verify"
-	Err     string
-	MovedTo string // where the damaged file went; "" if it could not be moved
+	At      time.Time `json:"at"`
+	Reason  string    `json:"reason"` // "open", "read", "write", "verify"
+	Err     string    `json:"error"`
+	MovedTo string    `json:"moved_to"` // where the damaged file went; "" if it could not be moved
 	// Recovered is what was salvaged from MovedTo into the new file
 	// (filled in once the salvage has run).
-	Recovered RecoverResult
+	Recovered RecoverResult `json:"recovered"`
 }
 
 // Fault reasons, the label values of mxedge_cache_faults_total.
@@ -359,3 +359,7 @@ func OpenOrReset(path string, opts Options) (*Store, error) {
 	}()
 	return s, nil
 }
+
+// IsLocked says whether err is Open's wait for another process's lock on
+// the file running out: a second daemon on the same file, not damage.
+func IsLocked(err error) bool { return errors.Is(err, berrors.ErrTimeout) }

@@ -12,10 +12,10 @@ import (
 
 // RecoverResult is what Recover copied from a damaged file.
 type RecoverResult struct {
-	Events     int // pending events appended to the outbox (ones already pending are stored once)
-	Accounting int // held accounting records added to the hold
-	Refused    int // accounting records refused because the hold is full
-	Unreadable int // records, and faults in pages, skipped
+	Events     int `json:"events"`     // pending events appended to the outbox (ones already pending are stored once)
+	Accounting int `json:"accounting"` // held accounting records added to the hold
+	Refused    int `json:"refused"`    // accounting records refused because the hold is full
+	Unreadable int `json:"unreadable"` // records, and faults in pages, skipped
 }
 
 // ErrAlreadyRecovered is returned by Recover for a file this store has
