@@ -182,7 +182,7 @@ func (s *Store) HeldAccountingAfter(after uint64, max int) ([]AcctRecord, error)
 	if after == ^uint64(0) {
 		return nil, nil
 	}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketAcct).Cursor()
 		for k, v := c.Seek(acctKey(after + 1)); k != nil && (max <= 0 || len(recs) < max); k, v = c.Next() {
 			rec, err := decodeAcct(k, v)
@@ -232,7 +232,7 @@ func (s *Store) AccountingLen() int { return int(s.acctHeld.Load()) }
 // time when none is held.
 func (s *Store) oldestHeld() time.Time {
 	var t time.Time
-	_ = s.db.View(func(tx *bolt.Tx) error { t = oldestHeldIn(tx); return nil })
+	_ = s.view(func(tx *bolt.Tx) error { t = oldestHeldIn(tx); return nil })
 	return t
 }
 

@@ -407,7 +407,7 @@ func TestAccountingOnFileFromBefore(t *testing.T) {
 	if err := s.Upsert(mab(1, time.Time{})); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.db.Update(func(tx *bolt.Tx) error {
+	if err := s.db.Load().Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		return errors.Join(tx.DeleteBucket(bucketAcct), meta.Delete(metaAcct), meta.Delete(metaAcctBytes))
 	}); err != nil {

@@ -92,7 +92,7 @@ func oneMillion(b *testing.B) string {
 				return
 			}
 		}
-		fixtureErr = s.db.Sync()
+		fixtureErr = s.db.Load().Sync()
 		b.Logf("built %d-entry fixture %s in %s (%d MB)", fixtureN, fixturePath, time.Since(start).Round(time.Millisecond), fileSize(fixturePath)>>20)
 	})
 	if fixtureErr != nil {
@@ -360,7 +360,7 @@ func BenchmarkHoldAccounting(b *testing.B) {
 				if mode == "bbolt_batch" {
 					rec := encodeAcct(epoch, "lab-switch", pkt)
 					hold = func() error {
-						return s.db.Batch(func(tx *bolt.Tx) error {
+						return s.db.Load().Batch(func(tx *bolt.Tx) error {
 							batchTxs.Store(tx.ID(), true)
 							bk := tx.Bucket(bucketAcct)
 							seq, err := bk.NextSequence()

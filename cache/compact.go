@@ -27,7 +27,17 @@ type CompactResult struct {
 // as it was.
 func Compact(path string, minFree float64, lockTimeout time.Duration) (CompactResult, error) {
 	start := time.Now()
-	res, err := compact(path, minFree, lockTimeout)
+	// A damaged file is Open's to move aside: mapping one that is
+	// shorter than it says is a SIGBUS.
+	if err := CheckFile(path); err != nil {
+		return CompactResult{}, fmt.Errorf("cache: compact: %w", err)
+	}
+	var res CompactResult
+	err := guard(func() error {
+		var err error
+		res, err = compact(path, minFree, lockTimeout)
+		return err
+	})
 	res.Took = time.Since(start)
 	return res, err
 }
@@ -75,10 +85,15 @@ func compact(path string, minFree float64, lockTimeout time.Duration) (CompactRe
 		_ = os.Remove(tmp)
 		return res, fmt.Errorf("cache: compact %s: %w", path, err)
 	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync() // make the rename durable
-		d.Close()
-	}
+	syncDir(path)
 	res.After, res.Compacted = fileSize(path), true
 	return res, nil
+}
+
+// syncDir makes a rename in path's directory durable.
+func syncDir(path string) {
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
 }

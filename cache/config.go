@@ -36,6 +36,18 @@ type Options struct {
 	// anything; the store exports it as metrics.
 	Compaction *CompactResult
 
+	// CheckInterval is how often the whole file is read back and every
+	// record decoded, in a background goroutine (0: never). Damage found
+	// moves the file aside (fault.go).
+	CheckInterval time.Duration
+	// FaultCooldown is how long after a move-aside further damage is only
+	// counted, not acted on: a failing disk must not fill state_dir with
+	// moved files. Default 1 minute.
+	FaultCooldown time.Duration
+	// OnFault is called after the file was found damaged and moved aside
+	// (before the salvage). It must not block or call back into the store.
+	OnFault func(Fault)
+
 	Now        func() time.Time      // clock, injectable for TTL tests
 	Logger     *slog.Logger          // default: discard
 	Registerer prometheus.Registerer // nil: metrics are kept but not registered
@@ -70,6 +82,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.LockTimeout <= 0 {
 		o.LockTimeout = DefaultLockTimeout
+	}
+	if o.FaultCooldown == 0 {
+		o.FaultCooldown = time.Minute
 	}
 	if o.Now == nil {
 		o.Now = time.Now

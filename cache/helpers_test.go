@@ -93,7 +93,7 @@ func macN(i int) string {
 // one key per entry, at its expiry.
 func checkConsistent(t testing.TB, s *Store) {
 	t.Helper()
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.db.Load().View(func(tx *bolt.Tx) error {
 		entries, ttl := tx.Bucket(bucketEntries), tx.Bucket(bucketTTL)
 		n := 0
 		err := entries.ForEach(func(k, v []byte) error {

@@ -15,6 +15,8 @@ type metrics struct {
 	sweeps                   *prometheus.CounterVec
 	sweepsOK, sweepsFailed   prometheus.Counter
 	acctRefused              prometheus.Counter
+	faults                   *prometheus.CounterVec
+	panics                   *prometheus.CounterVec
 }
 
 // newMetrics builds the store's collectors and registers them with reg, if
@@ -53,12 +55,27 @@ func newMetrics(s *Store, reg prometheus.Registerer) (*metrics, error) {
 		Name: "mxedge_cache_accounting_refused_total",
 		Help: "Accounting records refused because the accounting hold was full.",
 	})
+	m.faults = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mxedge_cache_faults_total",
+		Help: "Damage found in the cache file, by where (open, read, write, verify); each first one in a minute moves the file aside.",
+	}, []string{"reason"})
+	for _, r := range []string{FaultOpen, FaultRead, FaultWrite, FaultVerify} {
+		m.faults.WithLabelValues(r)
+	}
+	// The same family as the other packages' recovered panics, told
+	// apart by component.
+	m.panics = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name:        "mxedge_panics_total",
+		Help:        "Panics recovered in background goroutines, which then restart.",
+		ConstLabels: prometheus.Labels{"component": "cache"},
+	}, []string{"goroutine"})
+	m.panics.WithLabelValues("sweeper")
 	m.hit = m.lookups.WithLabelValues("hit")
 	m.miss = m.lookups.WithLabelValues("miss")
 	m.expired = m.lookups.WithLabelValues("expired")
 	m.fail = m.lookups.WithLabelValues("error")
 	m.collectors = []prometheus.Collector{
-		m.lookups, m.swept, m.evictions, m.rejected, m.eventsDropped, m.sweeps, m.acctRefused,
+		m.lookups, m.swept, m.evictions, m.rejected, m.eventsDropped, m.sweeps, m.acctRefused, m.faults, m.panics,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "mxedge_cache_entries",
 			Help: "Client entries stored, including expired ones not yet swept.",

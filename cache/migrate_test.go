@@ -84,7 +84,7 @@ func TestMigrateV1ToV2(t *testing.T) {
 	if n, err := s.Sweep(0); err != nil || n != 2 || s.Count() != 0 {
 		t.Fatalf("sweep after migration: %d, %v, count %d", n, err, s.Count())
 	}
-	if err := s.db.View(func(tx *bolt.Tx) error {
+	if err := s.db.Load().View(func(tx *bolt.Tx) error {
 		if tx.Bucket(v1Bucket) != nil {
 			t.Error("v1 bucket left behind")
 		}
@@ -217,7 +217,7 @@ func TestMigrateV2ToV3(t *testing.T) {
 	if err := s.AckEvents("plain", want[len(want)-1]); err != nil || s.OutboxLen() != len(want)-2 {
 		t.Fatalf("ack: %v, len %d", err, s.OutboxLen())
 	}
-	if err := s.db.View(func(tx *bolt.Tx) error {
+	if err := s.db.Load().View(func(tx *bolt.Tx) error {
 		if tx.Bucket(v2Outbox) != nil || tx.Bucket(v2EventIDs) != nil {
 			t.Error("v2 outbox buckets left behind")
 		}

@@ -283,7 +283,7 @@ func (w *wtx) dropFromBatch(key []byte, drop func(i int) bool) (int, error) {
 // append order (max <= 0: all).
 func (s *Store) PendingEvents(max int) ([]Event, error) {
 	var evs []Event
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		return forEachPending(tx, func(_ eventLoc, rec []byte) bool {
 			ev, err := decodeEvent(rec)
 			if err != nil {
@@ -305,7 +305,7 @@ func forEachPending(tx *bolt.Tx, fn func(loc eventLoc, rec []byte) bool) error {
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		st, err := parseBatchState(v)
 		if err != nil || len(k) != 8 {
-			return fmt.Errorf("cache: outbox batch %x: state %x unreadable", k, v)
+			return fmt.Errorf("%w: outbox batch %x: state %x unreadable", errCorrupt, k, v)
 		}
 		var recs []byte
 		if b := batches.Bucket(k); b != nil {

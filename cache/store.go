@@ -45,7 +45,9 @@ const initialMmapSize = (strconv.IntSize / 64) << 30
 // Store is the bbolt-backed client cache and event outbox. It is safe for
 // concurrent use.
 type Store struct {
-	db      *bolt.DB
+	// db is the open file. A move-aside (fault.go) swaps in a new one, or
+	// nil when none could be created; callers keep the same *Store.
+	db      atomic.Pointer[bolt.DB]
 	path    string
 	opts    Options
 	log     *slog.Logger
@@ -66,6 +68,14 @@ type Store struct {
 	acctMu      sync.Mutex
 	acctQueue   []*acctReq
 	acctLeading bool
+
+	// Damage handling (fault.go).
+	closing   atomic.Bool    // Close has begun: no more move-asides
+	resetting atomic.Bool    // a move-aside is running, or ran within FaultCooldown
+	bg        sync.WaitGroup // move-asides, salvages and the verifier
+	stopBg    chan struct{}
+	faultMu   sync.Mutex
+	lastFault *Fault
 }
 
 // Stats is a snapshot for `mxedge status` and `mxedge cache ls`.
@@ -82,6 +92,12 @@ type Stats struct {
 	AccountingBytes  int64     // their size as stored
 	AccountingOldest time.Time // when the oldest held record was received; zero if none
 	AccountingFull   bool      // at Options.MaxAccounting: new records are refused
+
+	// LastFault is the last time the file was found damaged and moved
+	// aside (with where to, and what was salvaged); nil if never since
+	// the store was opened. Unavailable: no file could be recreated.
+	LastFault   *Fault
+	Unavailable bool
 }
 
 // Open opens (creating if needed) the store at path and runs any pending
@@ -92,52 +108,98 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:      opts.LockTimeout,
-		FreelistType: bolt.FreelistMapType,
-		NoSync:       opts.noSync,
-		// Address space only (the file grows as written): a map that
-		// already fits a 1M store means no re-mmap, so a long List or
-		// lookup never stalls a sync commit, and big commits don't copy
-		// every dirty node out of the old map first.
-		InitialMmapSize: initialMmapSize,
-	})
-	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("cache: %s is locked by another process (waited %s): %w", path, opts.LockTimeout, err)
-	}
+	s := &Store{path: path, opts: opts, log: opts.Logger, stopBg: make(chan struct{})}
+	db, err := s.openDB()
 	if err != nil {
-		return nil, fmt.Errorf("cache: open %s: %w", path, err)
-	}
-	s := &Store{db: db, path: path, opts: opts, log: opts.Logger}
-	err = db.Update(func(tx *bolt.Tx) error {
-		if err := s.migrate(tx); err != nil {
-			return err
-		}
-		meta := tx.Bucket(bucketMeta)
-		s.entries.Store(getInt(meta, metaEntries))
-		s.events.Store(getInt(meta, metaEvents))
-		s.dropped.Store(getInt(meta, metaDropped))
-		s.acctHeld.Store(getInt(meta, metaAcct))
-		s.acctBytes.Store(getInt(meta, metaAcctBytes))
-		return nil
-	})
-	if err != nil {
-		db.Close()
 		return nil, err
 	}
+	s.db.Store(db)
 	s.metrics, err = newMetrics(s, opts.Registerer)
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
+	if opts.CheckInterval > 0 {
+		s.bg.Add(1)
+		go func() { defer s.bg.Done(); s.runVerifier(opts.CheckInterval) }()
+	}
 	return s, nil
+}
+
+// openDB checks, opens and migrates the file at s.path and loads the
+// counters from it. Damage found on the way wraps ErrDamaged. Callers
+// other than Open hold wmu.
+func (s *Store) openDB() (*bolt.DB, error) {
+	// A file shorter than its meta page says would be mapped past its
+	// end, and bbolt's first read there (the freelist, at open) is a
+	// SIGBUS: check before mapping.
+	if err := CheckFile(s.path); err != nil {
+		return nil, err
+	}
+	var db *bolt.DB
+	err := guard(func() error {
+		var err error
+		db, err = bolt.Open(s.path, 0o600, &bolt.Options{
+			Timeout:      s.opts.LockTimeout,
+			FreelistType: bolt.FreelistMapType,
+			NoSync:       s.opts.noSync,
+			// Address space only (the file grows as written): a map that
+			// already fits a 1M store means no re-mmap, so a long List or
+			// lookup never stalls a sync commit, and big commits don't copy
+			// every dirty node out of the old map first.
+			InitialMmapSize: initialMmapSize,
+		})
+		return err
+	})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("cache: %s is locked by another process (waited %s): %w", s.path, s.opts.LockTimeout, err)
+	}
+	if err != nil {
+		if isDamage(err) && !errors.Is(err, ErrDamaged) {
+			err = fmt.Errorf("%w: %w", ErrDamaged, err)
+		}
+		return nil, fmt.Errorf("cache: open %s: %w", s.path, err)
+	}
+	err = guard(func() error {
+		return db.Update(func(tx *bolt.Tx) error {
+			if err := s.migrate(tx); err != nil {
+				return err
+			}
+			meta := tx.Bucket(bucketMeta)
+			s.entries.Store(getInt(meta, metaEntries))
+			s.events.Store(getInt(meta, metaEvents))
+			s.dropped.Store(getInt(meta, metaDropped))
+			s.acctHeld.Store(getInt(meta, metaAcct))
+			s.acctBytes.Store(getInt(meta, metaAcctBytes))
+			return nil
+		})
+	})
+	if err != nil {
+		_ = guard(db.Close)
+		if isDamage(err) && !errors.Is(err, ErrDamaged) {
+			err = fmt.Errorf("%w: %w", ErrDamaged, err)
+		}
+		return nil, err
+	}
+	return db, nil
 }
 
 // Close unregisters the metrics and closes the file. Pending read
 // transactions finish first.
 func (s *Store) Close() error {
+	if s.closing.Swap(true) {
+		return nil
+	}
+	close(s.stopBg)
+	s.bg.Wait() // a move-aside or salvage in progress
 	s.metrics.unregister()
-	return s.db.Close()
+	s.wmu.Lock()
+	db := s.db.Swap(nil)
+	s.wmu.Unlock()
+	if db == nil {
+		return nil
+	}
+	return guard(db.Close)
 }
 
 // Lookup returns the entry for a client: identity "" for MAB, the
@@ -154,7 +216,7 @@ func (s *Store) Lookup(mac, identity string) (Entry, bool, error) {
 		e     Entry
 		found bool
 	)
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketEntries).Get(key)
 		if v == nil {
 			return nil
@@ -274,7 +336,7 @@ func (s *Store) List(fn func(Entry) bool) error {
 // already sees.
 func (s *Store) ListCount(fn func(Entry) bool) (stored int, err error) {
 	now := s.opts.Now().UnixNano()
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		stored = int(getInt(tx.Bucket(bucketMeta), metaEntries))
 		c := tx.Bucket(bucketEntries).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -311,7 +373,9 @@ func (s *Store) Stats() Stats {
 		AccountingBytes: s.acctBytes.Load(),
 	}
 	st.AccountingFull = st.AccountingHeld >= s.opts.MaxAccounting
-	_ = s.db.View(func(tx *bolt.Tx) error {
+	st.LastFault = s.LastFault()
+	st.Unavailable = s.db.Load() == nil
+	_ = s.view(func(tx *bolt.Tx) error {
 		st.Cursor = string(tx.Bucket(bucketMeta).Get(metaCursor))
 		st.FullSync = tx.Bucket(bucketFullSeen) != nil
 		st.FileSize = tx.Size()
@@ -345,31 +409,40 @@ func (s *Store) update(fn func(w *wtx) error) error {
 		w        wtx
 		dropped0 int64
 	)
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		w = wtx{s: s, tx: tx, now: s.opts.Now().UnixNano()}
-		w.bind()
-		w.entriesN = getInt(w.meta, metaEntries)
-		w.events = getInt(w.meta, metaEvents)
-		w.dropped = getInt(w.meta, metaDropped)
-		w.acctN = getInt(w.meta, metaAcct)
-		w.acctBytes = getInt(w.meta, metaAcctBytes)
-		dropped0 = w.dropped
-		if err := fn(&w); err != nil {
-			return err
-		}
-		w.bind() // fn may have recreated buckets
-		if err := w.evict(); err != nil {
-			return err
-		}
-		return errors.Join(
-			putInt(w.meta, metaEntries, w.entriesN),
-			putInt(w.meta, metaEvents, w.events),
-			putInt(w.meta, metaDropped, w.dropped),
-			putInt(w.meta, metaAcct, w.acctN),
-			putInt(w.meta, metaAcctBytes, w.acctBytes),
-		)
+	db := s.db.Load()
+	if db == nil {
+		return ErrUnavailable
+	}
+	err := guard(func() error {
+		return db.Update(func(tx *bolt.Tx) error {
+			w = wtx{s: s, tx: tx, now: s.opts.Now().UnixNano()}
+			w.bind()
+			w.entriesN = getInt(w.meta, metaEntries)
+			w.events = getInt(w.meta, metaEvents)
+			w.dropped = getInt(w.meta, metaDropped)
+			w.acctN = getInt(w.meta, metaAcct)
+			w.acctBytes = getInt(w.meta, metaAcctBytes)
+			dropped0 = w.dropped
+			if err := fn(&w); err != nil {
+				return err
+			}
+			w.bind() // fn may have recreated buckets
+			if err := w.evict(); err != nil {
+				return err
+			}
+			return errors.Join(
+				putInt(w.meta, metaEntries, w.entriesN),
+				putInt(w.meta, metaEvents, w.events),
+				putInt(w.meta, metaDropped, w.dropped),
+				putInt(w.meta, metaAcct, w.acctN),
+				putInt(w.meta, metaAcctBytes, w.acctBytes),
+			)
+		})
 	})
 	if err != nil {
+		if isDamage(err) {
+			s.fault(FaultWrite, err)
+		}
 		return err
 	}
 	s.commits.Add(1)

@@ -151,7 +151,7 @@ func (w *wtx) finishFull() error {
 // Cursor returns the last committed sync cursor, "" before the first sync.
 func (s *Store) Cursor() string {
 	var c string
-	_ = s.db.View(func(tx *bolt.Tx) error {
+	_ = s.view(func(tx *bolt.Tx) error {
 		c = string(tx.Bucket(bucketMeta).Get(metaCursor))
 		return nil
 	})

@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"context"
+	"runtime/debug"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -50,7 +51,7 @@ func (s *Store) Sweep(max int) (removed int, err error) {
 func (s *Store) anyExpired() bool {
 	var yes bool
 	now := s.opts.Now().UnixNano()
-	_ = s.db.View(func(tx *bolt.Tx) error {
+	_ = s.view(func(tx *bolt.Tx) error {
 		if k, _ := tx.Bucket(bucketTTL).Cursor().First(); k != nil {
 			exp, _ := splitTTLKey(k)
 			yes = exp <= now
@@ -91,18 +92,30 @@ func (w *wtx) sweep(limit int) (removed int, more bool, err error) {
 
 // RunSweeper sweeps once at start and then every interval until ctx is
 // done. Errors are logged, not fatal: the next round retries, and reads
-// never serve expired entries meanwhile.
+// never serve expired entries meanwhile. A panic is recovered, counted in
+// mxedge_panics_total{component="cache",goroutine="sweeper"}, and the
+// loop goes on at the next tick.
 func (s *Store) RunSweeper(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if _, err := s.Sweep(0); err != nil {
-			s.log.Error("cache: sweep failed", "err", err)
-		}
+		s.sweepOnce()
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+	}
+}
+
+func (s *Store) sweepOnce() {
+	defer func() {
+		if r := recover(); r != nil {
+			s.metrics.panics.WithLabelValues("sweeper").Inc()
+			s.log.Error("cache: sweeper panicked; retrying at the next tick", "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	if _, err := s.Sweep(0); err != nil {
+		s.log.Error("cache: sweep failed", "err", err)
 	}
 }

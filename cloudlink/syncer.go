@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -87,6 +88,8 @@ type Syncer struct {
 	log *slog.Logger
 	m   *metrics
 
+	panics *prometheus.CounterVec // mxedge_panics_total{component="cloudlink"}
+
 	kickConfig chan struct{}
 	syncMu     sync.Mutex // one cache sync at a time
 	uploadMu   sync.Mutex // one upload at a time: the outbox drains in order
@@ -148,6 +151,9 @@ func NewSyncer(cfg SyncerConfig) (*Syncer, error) {
 		return nil, err
 	}
 	s := &Syncer{cfg: cfg, log: cfg.Logger, m: m, kickConfig: make(chan struct{}, 1)}
+	if s.panics, err = newPanics(cfg.Registerer); err != nil {
+		return nil, err
+	}
 	s.st.EdgeID, s.st.APIURL = cfg.EdgeID, cfg.Client.URL()
 	if cfg.StateDir != "" {
 		if err := s.loadConfig(); err != nil {
@@ -184,7 +190,7 @@ func (s *Syncer) Start(ctx context.Context) (stop func()) {
 func (s *Syncer) loop(ctx context.Context, op string, interval func() time.Duration, kick <-chan struct{}, fn func(context.Context) error) {
 	fails := 0
 	for {
-		err := fn(ctx)
+		err := s.call(ctx, op, fn)
 		if ctx.Err() != nil {
 			return
 		}
@@ -213,6 +219,39 @@ func (s *Syncer) loop(ctx context.Context, op string, interval func() time.Durat
 			t.Stop()
 		}
 	}
+}
+
+// call runs one round of a loop, turning a panic into an error: a bug,
+// or a cache file damaged in a way the store did not catch, must cost a
+// round and a backoff, not the daemon.
+func (s *Syncer) call(ctx context.Context, op string, fn func(context.Context) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.panics.WithLabelValues(op).Inc()
+			s.log.Error("cloudlink: loop panicked; retrying after a backoff", "op", op, "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("cloudlink: %s panicked: %v", op, r)
+		}
+	}()
+	return fn(ctx)
+}
+
+// newPanics is the loops' share of mxedge_panics_total, the family every
+// package counts its recovered panics in, told apart by component.
+func newPanics(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name:        "mxedge_panics_total",
+		Help:        "Panics recovered in background goroutines, which then restart.",
+		ConstLabels: prometheus.Labels{"component": "cloudlink"},
+	}, []string{"goroutine"})
+	for _, op := range []string{opConfig, opCache, opEvents, opHeartbeat} {
+		c.WithLabelValues(op)
+	}
+	if reg != nil {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 func (s *Syncer) fail(op string, err error, fails int, retry time.Duration) {

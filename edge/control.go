@@ -105,6 +105,8 @@ type CacheStatus struct {
 	AccountingHeld   int       `json:"accounting_held"`
 	AccountingOldest time.Time `json:"accounting_oldest,omitzero"`
 	AccountingFull   bool      `json:"accounting_full,omitempty"`
+
+	LastFault *cache.Fault `json:"last_fault,omitempty"` // the file last found damaged: when, why, moved where
 }
 
 // ConfigSources says where the running configuration came from. The local
@@ -416,7 +418,7 @@ func (a *App) statusReport(since time.Time) *StatusReport {
 		s := a.local.store.Stats()
 		st.Cache = &CacheStatus{Path: a.local.store.Path(), Entries: s.Entries, Outbox: s.Events,
 			EventsDropped: s.EventsDropped, FullSync: s.FullSync, SchemaVersion: s.SchemaVersion, FileSize: s.FileSize,
-			AccountingHeld: s.AccountingHeld, AccountingOldest: s.AccountingOldest, AccountingFull: s.AccountingFull}
+			AccountingHeld: s.AccountingHeld, AccountingOldest: s.AccountingOldest, AccountingFull: s.AccountingFull, LastFault: s.LastFault}
 	}
 	st.Config.File = a.opts.ConfigPath
 	st.Config.Sections = a.configSources()

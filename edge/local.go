@@ -28,9 +28,15 @@ const cacheFile = "cache.db"
 // compacted at start.
 const compactMinFree = 0.5
 
+// cacheCheckInterval is how often the whole cache file is read back and
+// decoded in the background (and once at start) to find damage before a
+// lookup does.
+const cacheCheckInterval = 6 * time.Hour
+
 // openCache opens state_dir/cache.db with the survivability TTL and size.
 // bbolt holds a file lock: a second mxedge on the same state_dir fails
-// here after cache.DefaultLockTimeout instead of hanging.
+// here after cache.DefaultLockTimeout instead of hanging. A damaged file
+// is moved aside and the cache starts empty (cachefault.go).
 func openCache(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*cache.Store, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state_dir: %w", err)
@@ -40,7 +46,8 @@ func openCache(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) 
 	if _, err := os.Stat(path); err == nil {
 		// Deleted entries and acknowledged events leave free pages that
 		// bbolt reuses but never returns; the file is rewritten densely
-		// while nothing else has it open.
+		// while nothing else has it open. A damaged file is refused here
+		// and moved aside by the open below.
 		res, err := cache.Compact(path, compactMinFree, cache.DefaultLockTimeout)
 		switch {
 		case err != nil:
@@ -52,12 +59,15 @@ func openCache(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) 
 			compacted = &res
 		}
 	}
-	s, err := cache.Open(path, cache.Options{
+	clog := log.With("component", "cache")
+	s, err := cache.OpenOrReset(path, cache.Options{
 		TTL:           cfg.Survivability.CacheTTL(),
 		MaxEntries:    cfg.Survivability.MaxEntries,
 		MaxAccounting: cfg.Survivability.AccountingStore,
 		Compaction:    compacted,
-		Logger:        log.With("component", "cache"),
+		CheckInterval: cacheCheckInterval,
+		OnFault:       func(f cache.Fault) { logCacheFault(clog, f) },
+		Logger:        clog,
 		Registerer:    reg,
 	})
 	if err != nil {
@@ -159,7 +169,13 @@ func (a *App) startLocal(cfg *config.Config) error {
 	}
 	store, err := openCache(cfg, a.log, a.reg)
 	if err != nil {
-		return err
+		if !cacheOptional(err) {
+			return err
+		}
+		// The cache is a cache: proxying to the cloud needs none of it.
+		a.log.Error("client cache unavailable: survivability is OFF, requests only go to the cloud, until the cache opens at a restart",
+			"path", filepath.Join(cfg.StateDir, cacheFile), "err", err)
+		return nil // the router sends everything to the cloud without a local NAC
 	}
 	n, err := newLocal(cfg, store, a.log, a.reg)
 	if err != nil {

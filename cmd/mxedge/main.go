@@ -32,6 +32,7 @@ Usage:
   mxedge status       [--config FILE] [--json]
                                         mode, upstreams, last sync, cache and outbox of the running daemon
   mxedge cache ls|show MAC|purge [MAC] [--config FILE] [--json]
+  mxedge cache recover FILE [--config FILE] [--json]   (daemon stopped)
                                         list, show or purge cached clients (through the daemon when it runs)
   mxedge version                        print the version
 
@@ -76,6 +77,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "status":
 		return statusCmd(args, stdout, stderr)
 	case "cache":
+		if len(args) > 0 && args[0] == "recover" {
+			return cacheRecoverCmd(args[1:], stdout, stderr)
+		}
 		return cacheCmd(args, stdout, stderr)
 	case "check-config":
 		if err := fs.Parse(args); err != nil {
