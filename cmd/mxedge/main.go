@@ -33,6 +33,8 @@ Usage:
                                         mode, upstreams, last sync, cache and outbox of the running daemon
   mxedge cache ls|show MAC|purge [MAC] [--config FILE] [--json]
                                         list, show or purge cached clients (through the daemon when it runs)
+  mxedge console-token [--config FILE] [--json]
+                                        the web console's address and the token it asks for off loopback
   mxedge version                        print the version
 
 --config defaults to ` + defaultConfig + `. MXEDGE_* environment variables
@@ -77,6 +79,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return statusCmd(args, stdout, stderr)
 	case "cache":
 		return cacheCmd(args, stdout, stderr)
+	case "console-token":
+		return consoleTokenCmd(args, stdout, stderr)
 	case "check-config":
 		if err := fs.Parse(args); err != nil {
 			return 2
