@@ -93,10 +93,13 @@ func (w *consoleWire) cloudDecision(req *proxy.Request, reply []byte) {
 	user, _ := req.Packet.Lookup(packet.AttrUserName)
 	csid, _ := req.Packet.Lookup(packet.AttrCallingStationID)
 	d.MAC, d.Identity = console.FormatMAC(string(csid)), string(user)
+	_, userMAC := cache.NormalizeMAC(string(user))
 	switch {
 	case req.Packet.Count(packet.AttrEAPMessage) > 0:
 		d.Method = authEAP
-	case len(csid) > 0 && console.FormatMAC(string(user)) == d.MAC:
+	case userMAC && (len(csid) == 0 || console.FormatMAC(string(user)) == d.MAC):
+		// MAB by the same rule of thumb as nac.MABAddress, without
+		// decrypting the password: the console only labels it.
 		d.Method, d.Identity = authMAB, ""
 	default:
 		d.Method = authPassword
