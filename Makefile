@@ -23,7 +23,7 @@ help: ## list targets
 # Debian packages the demo and the tests drive (real peers, not mocks), and
 # what the race detector and the packaging tests need.
 DEMO_PKGS := freeradius-utils eapoltest
-TEST_PKGS := $(DEMO_PKGS) freeradius radsecproxy openssl gcc libc6-dev lintian dpkg-dev systemd
+TEST_PKGS := $(DEMO_PKGS) freeradius radsecproxy openssl gcc libc6-dev lintian dpkg-dev systemd chromium
 
 define install_missing
 	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

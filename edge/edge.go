@@ -71,6 +71,8 @@ type App struct {
 	health *health
 	bgStop context.CancelFunc
 	bgWG   sync.WaitGroup
+
+	console consoleWire // the web console's decision recorder (consolewire.go)
 }
 
 // Run starts the edge and blocks until ctx ends, then shuts down in order:
@@ -288,7 +290,9 @@ func (a *App) listen(ctx context.Context, cfg *config.Config) error {
 			return fmt.Errorf("metrics.listen: %w", err)
 		}
 		a.metrics = ln
-		go serveObservability(ctx, ln, a.reg, a.healthz, a.log)
+		if err := a.startObservability(ctx, ln, cfg); err != nil {
+			return err
+		}
 	}
 	for _, kind := range []string{"auth", "acct"} {
 		addrs := cfg.RADIUS.AuthListen

@@ -2,8 +2,10 @@ package edge
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -15,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mxedge/mxedge/edge/config"
+	"github.com/mxedge/mxedge/edge/console"
 )
 
 // newLogger builds the daemon's logger from the log section.
@@ -38,9 +41,38 @@ func newRegistry() *prometheus.Registry {
 // healthzFunc is what /healthz reports.
 type healthzFunc func() (ok bool, detail map[string]any)
 
-// serveObservability runs /metrics and /healthz on ln until ctx ends.
-func serveObservability(ctx context.Context, ln net.Listener, reg *prometheus.Registry, h healthzFunc, log *slog.Logger) error {
+// startObservability serves /metrics, /healthz and the web console on ln
+// until ctx ends: over TLS with metrics.https, the console guarded by its
+// token off loopback. It also hooks the console's recorder onto the
+// router's cloud answers, so it must run before the RADIUS listeners.
+func (a *App) startObservability(ctx context.Context, ln net.Listener, cfg *config.Config) error {
+	secure := cfg.Metrics.HTTPS
+	if secure {
+		tc, err := a.metricsTLS(cfg)
+		if err != nil {
+			return fmt.Errorf("metrics.https: %w", err)
+		}
+		ln = tls.NewListener(ln, tc)
+	}
+	con, err := a.consoleHandler(cfg, secure)
+	if err != nil {
+		return fmt.Errorf("metrics.console: %w", err)
+	}
+	if con != nil {
+		a.router.learn = a.console.chainLearn(a.router.learn)
+	}
+	go serveObservability(ctx, ln, a.reg, a.healthz, con, a.log)
+	return nil
+}
+
+// serveObservability runs /metrics and /healthz, and the console when con
+// is not nil, on ln until ctx ends.
+func serveObservability(ctx context.Context, ln net.Listener, reg *prometheus.Registry, h healthzFunc, con http.Handler, log *slog.Logger) error {
 	mux := http.NewServeMux()
+	if con != nil {
+		mux.Handle(console.Prefix, con)
+		mux.Handle("GET /{$}", http.RedirectHandler(console.Prefix, http.StatusFound))
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		ok, detail := h()

@@ -132,6 +132,7 @@ func demoCmd(ctx context.Context, args []string, w io.Writer) error {
 	}
 	defer edge.Stop()
 	line("  mxedge run       RADIUS auth %s acct %s → the cloud's RadSec NAC, from the registration", edge.AuthAddr, edge.AcctAddr)
+	line("  web console      http://%s/console/ (read-only; on loopback no token is needed)", edge.MetricsAddr)
 	// The laptop trusts both EAP servers: the cloud's NAC and the edge's.
 	caBundle := filepath.Join(dir, "eap-trust.pem")
 	if err := concatFiles(caBundle, cloud["ca"], pki.RootFile); err != nil {
@@ -250,6 +251,11 @@ func demoCmd(ctx context.Context, args []string, w io.Writer) error {
 	answered, drops := scrape(edge.MetricsAddr)
 	line("")
 	line("  mxedge metrics   %s requests answered (cloud and local), %s dropped", answered, drops)
+	if shot, err := consoleShots(ctx, edge.MetricsAddr); err != nil {
+		line("  console          no screenshot (%v); open http://%s/console/ while the demo runs", err, edge.MetricsAddr)
+	} else {
+		line("  console          screenshot of the decisions in survival: %s", shot)
+	}
 	if *keep {
 		line("  kept             %s (edge config and logs under edge/)", dir)
 	}

@@ -34,6 +34,8 @@ Usage:
   mxedge cache ls|show MAC|purge [MAC] [--config FILE] [--json]
   mxedge cache recover FILE [--config FILE] [--json]   (daemon stopped)
                                         list, show or purge cached clients (through the daemon when it runs)
+  mxedge console-token [--config FILE] [--json]
+                                        the web console's address and the token it asks for off loopback
   mxedge version                        print the version
 
 --config defaults to ` + defaultConfig + `. MXEDGE_* environment variables
@@ -81,6 +83,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return cacheRecoverCmd(args[1:], stdout, stderr)
 		}
 		return cacheCmd(args, stdout, stderr)
+	case "console-token":
+		return consoleTokenCmd(args, stdout, stderr)
 	case "check-config":
 		if err := fs.Parse(args); err != nil {
 			return 2

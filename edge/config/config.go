@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -38,9 +40,55 @@ type Log struct {
 	Format string     `yaml:"format"` // text | json
 }
 
-// Metrics configures the /metrics and /healthz listener.
+// Metrics configures the /metrics and /healthz listener, which also
+// serves the read-only web console.
 type Metrics struct {
 	Listen string `yaml:"listen"` // host:port; "" disables
+	// Console serves the web console (edge/console) on the same listener.
+	Console bool `yaml:"console"`
+	// TokenFile holds the token the console asks for when the listener is
+	// not on loopback; "" is state_dir/console.token (ConsoleTokenFile).
+	TokenFile string `yaml:"token_file"`
+	// HTTPS serves the listener over TLS, with TLSCert and TLSKey or, when
+	// they are empty, the RadSec listener's certificate (radsec.cert/key):
+	// off loopback the console's token must not travel in clear.
+	HTTPS   bool   `yaml:"https"`
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+}
+
+// ConsoleTokenFileName is the console token's name under state_dir.
+const ConsoleTokenFileName = "console.token"
+
+// ConsoleTokenFile is where the console's token lives.
+func (c *Config) ConsoleTokenFile() string {
+	if c.Metrics.TokenFile != "" {
+		return c.Metrics.TokenFile
+	}
+	return filepath.Join(c.StateDir, ConsoleTokenFileName)
+}
+
+// MetricsTLS is the certificate and key the metrics listener serves with
+// when metrics.https is on: its own, else the RadSec listener's.
+func (c *Config) MetricsTLS() (cert, key string) {
+	if c.Metrics.TLSCert != "" {
+		return c.Metrics.TLSCert, c.Metrics.TLSKey
+	}
+	return c.RadSec.Cert, c.RadSec.Key
+}
+
+// IsLoopbackListen reports whether a listen address binds loopback only:
+// an empty host binds every address.
+func IsLoopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // RADIUS configures the plain RADIUS listeners and the devices allowed to use them.
@@ -194,7 +242,7 @@ func Default() *Config {
 	return &Config{
 		StateDir: "/var/lib/mxedge",
 		Log:      Log{Level: slog.LevelInfo, Format: "text"},
-		Metrics:  Metrics{Listen: "127.0.0.1:9812"},
+		Metrics:  Metrics{Listen: "127.0.0.1:9812", Console: true},
 		RADIUS: RADIUS{
 			AuthListen:      []string{":1812"},
 			AcctListen:      []string{":1813"},

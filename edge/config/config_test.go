@@ -136,6 +136,7 @@ func TestFull(t *testing.T) {
 	want := &Config{
 		StateDir: "/tmp/mxedge",
 		Log:      Log{Level: slog.LevelDebug, Format: "json"},
+		Metrics:  Metrics{TokenFile: "/tmp/mxedge/console.token", HTTPS: true, TLSCert: "/etc/mxedge/tls/console.pem", TLSKey: "/etc/mxedge/tls/console.key"},
 		RADIUS: RADIUS{
 			AuthListen:      []string{"127.0.0.1:0", "[::1]:11812"},
 			AcctListen:      []string{},
@@ -435,5 +436,52 @@ func TestFailoverKeys(t *testing.T) {
 	}
 	if s := Fraction(0.25).String(); s != "25%" {
 		t.Errorf("Fraction(0.25) prints %q", s)
+	}
+}
+
+func TestMetricsConsole(t *testing.T) {
+	for _, tt := range []struct {
+		listen string
+		loop   bool
+	}{
+		{"127.0.0.1:9812", true}, {"127.9.9.9:1", true}, {"[::1]:9812", true}, {"localhost:9812", true},
+		{":9812", false}, {"0.0.0.0:9812", false}, {"192.0.2.1:9812", false}, {"[::]:9812", false},
+		{"mxedge.example.net:9812", false}, {"garbage", false},
+	} {
+		if got := IsLoopbackListen(tt.listen); got != tt.loop {
+			t.Errorf("IsLoopbackListen(%q) = %v, want %v", tt.listen, got, tt.loop)
+		}
+	}
+	c := Default()
+	if got := c.ConsoleTokenFile(); got != "/var/lib/mxedge/console.token" {
+		t.Errorf("default token file %q", got)
+	}
+	if cert, key := c.MetricsTLS(); cert != c.RadSec.Cert || key != c.RadSec.Key {
+		t.Errorf("default TLS %q %q, want the RadSec listener's", cert, key)
+	}
+	c.Metrics.TokenFile, c.Metrics.TLSCert, c.Metrics.TLSKey = "/etc/t", "/c.pem", "/c.key"
+	if cert, key := c.MetricsTLS(); c.ConsoleTokenFile() != "/etc/t" || cert != "/c.pem" || key != "/c.key" {
+		t.Errorf("set token file and TLS ignored")
+	}
+
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		yaml string
+		warn bool
+	}{
+		{"metrics: {listen: \":9812\"}\n", true},
+		{"metrics: {listen: \":9812\", https: true}\n", false},
+		{"metrics: {listen: \":9812\", console: false}\n", false},
+		{"metrics: {listen: \"127.0.0.1:9812\"}\n", false},
+	} {
+		f := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(f, []byte(tt.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c := mustLoad(t, f)
+		warned := slices.ContainsFunc(c.Warnings(), func(w string) bool { return strings.Contains(w, "metrics.https") })
+		if warned != tt.warn {
+			t.Errorf("%q: warnings %q, want a metrics.https warning: %v", tt.yaml, c.Warnings(), tt.warn)
+		}
 	}
 }

@@ -36,9 +36,7 @@ func (c *Config) validate(p *problems) {
 		p.add("state_dir", strconv.Quote(c.StateDir)+" is not an absolute path")
 	}
 	oneOf(p, "log.format", c.Log.Format, "text", "json")
-	if c.Metrics.Listen != "" {
-		listenAddr(p, "metrics.listen", c.Metrics.Listen)
-	}
+	c.validateMetrics(p)
 	c.RADIUS.validate(p)
 	c.RadSec.validate(p)
 	c.Cloud.validate(p)
@@ -64,6 +62,27 @@ func (c *Config) validate(p *problems) {
 			}
 			names[n] = i
 		}
+	}
+}
+
+// validateMetrics checks the metrics listener and the console on it.
+func (c *Config) validateMetrics(p *problems) {
+	m := &c.Metrics
+	if m.Listen != "" {
+		listenAddr(p, "metrics.listen", m.Listen)
+	}
+	if m.TokenFile != "" && !filepath.IsAbs(m.TokenFile) {
+		p.add("metrics.token_file", strconv.Quote(m.TokenFile)+" is not an absolute path")
+	}
+	if (m.TLSCert == "") != (m.TLSKey == "") {
+		p.add("metrics.tls_cert", "metrics.tls_cert and metrics.tls_key must be set together")
+	} else if m.HTTPS {
+		if cert, key := c.MetricsTLS(); cert == "" || key == "" {
+			p.add("metrics.https", "needs metrics.tls_cert and metrics.tls_key, or radsec.cert and radsec.key")
+		}
+	}
+	if m.Console && m.Listen != "" && !m.HTTPS && !IsLoopbackListen(m.Listen) {
+		p.warn("metrics.https", "false while metrics.listen is off loopback: the console's token travels in clear; set metrics.https: true")
 	}
 }
 

@@ -61,6 +61,11 @@ type Config struct {
 	FragmentSize int
 	// EventQueue bounds events waiting to be written (default 4096).
 	EventQueue int
+	// OnDecision, if set, sees every event as it is emitted, with its
+	// fields (the edge's console keeps the last decisions from it). It
+	// runs on the decision's goroutine, must be quick, and must not keep
+	// fields, which the caller reuses.
+	OnDecision func(ev cache.Event, fields []cache.Field)
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer // nil: metrics kept but not registered

@@ -141,6 +141,9 @@ func (a *Authenticator) emit(ev cache.Event, f fields) {
 	if ev.Time.IsZero() {
 		ev.Time = a.now()
 	}
+	if a.cfg.OnDecision != nil {
+		a.cfg.OnDecision(ev, f)
+	}
 	var q queued
 	if a.batch != nil {
 		enc, err := a.batch.EncodeEventFields(ev, f)
