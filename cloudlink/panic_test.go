@@ -67,3 +67,33 @@ func TestSyncerLoopRecoversPanic(t *testing.T) {
 		t.Errorf("cloud has %d events, want 1", l.cloud.Stats().EventsUnique)
 	}
 }
+
+// ResyncCache runs a cache sync now, not at the next interval: a store
+// just replaced by an empty one is refilled at once.
+func TestResyncCacheRunsNow(t *testing.T) {
+	l := mustLab(t)
+	_, reg, c := mustRegister(t, l)
+	s := mustSyncer(t, cloudlink.SyncerConfig{Client: c, Store: mustStore(t), EdgeID: reg.EdgeID,
+		SyncInterval: time.Hour, Registerer: prometheus.NewRegistry()})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	stop := s.Start(ctx)
+	defer stop()
+	first := waitSync(ctx, t, s, time.Time{})
+	s.ResyncCache()
+	waitSync(ctx, t, s, first)
+}
+
+func waitSync(ctx context.Context, t *testing.T, s *cloudlink.Syncer, after time.Time) time.Time {
+	t.Helper()
+	for {
+		if st := s.Status(); st.LastSync.After(after) {
+			return st.LastSync
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no cache sync after %v; status %+v", after, s.Status())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

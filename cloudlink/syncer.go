@@ -91,6 +91,7 @@ type Syncer struct {
 	panics *prometheus.CounterVec // mxedge_panics_total{component="cloudlink"}
 
 	kickConfig chan struct{}
+	kickCache  chan struct{}
 	syncMu     sync.Mutex // one cache sync at a time
 	uploadMu   sync.Mutex // one upload at a time: the outbox drains in order
 
@@ -150,7 +151,7 @@ func NewSyncer(cfg SyncerConfig) (*Syncer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Syncer{cfg: cfg, log: cfg.Logger, m: m, kickConfig: make(chan struct{}, 1)}
+	s := &Syncer{cfg: cfg, log: cfg.Logger, m: m, kickConfig: make(chan struct{}, 1), kickCache: make(chan struct{}, 1)}
 	if s.panics, err = newPanics(cfg.Registerer); err != nil {
 		return nil, err
 	}
@@ -161,6 +162,16 @@ func NewSyncer(cfg SyncerConfig) (*Syncer, error) {
 		}
 	}
 	return s, nil
+}
+
+// ResyncCache asks for a cache sync now rather than at the next interval:
+// after the store was replaced by an empty one (a damaged file moved
+// aside) the sync has no cursor and refills it whole.
+func (s *Syncer) ResyncCache() {
+	select {
+	case s.kickCache <- struct{}{}:
+	default:
+	}
 }
 
 // Start runs the background loops until stop is called or ctx ends; stop
@@ -175,7 +186,7 @@ func (s *Syncer) Start(ctx context.Context) (stop func()) {
 	jittered := func() time.Duration { return jitter(s.cfg.SyncInterval, rand.Float64()) }
 	run(opConfig, jittered, s.kickConfig, func(ctx context.Context) error { _, err := s.PullConfig(ctx); return err })
 	if s.cfg.Store != nil {
-		run(opCache, jittered, nil, func(ctx context.Context) error { _, err := s.SyncCache(ctx); return err })
+		run(opCache, jittered, s.kickCache, func(ctx context.Context) error { _, err := s.SyncCache(ctx); return err })
 		run(opEvents, func() time.Duration { return s.cfg.EventInterval }, nil, func(ctx context.Context) error {
 			_, err := s.UploadEvents(ctx)
 			return err

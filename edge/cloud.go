@@ -28,22 +28,30 @@ func startCloudLink(ctx context.Context, cfg *config.Config, store *cache.Store,
 // heartbeat's fields (the uplink mode) to each heartbeat, when set.
 func startCloudLinkWith(ctx context.Context, cfg *config.Config, store *cache.Store, log *slog.Logger, reg prometheus.Registerer,
 	onConfig func(*cloudlink.EdgeConfig), heartbeat func() map[string]string) (stop func(), status func() any, err error) {
+	stop, status, _, err = startCloudLinkSyncer(ctx, cfg, store, log, reg, onConfig, heartbeat)
+	return stop, status, err
+}
+
+// startCloudLinkSyncer is startCloudLinkWith that also returns the syncer
+// (nil when the edge is not registered), for an early cache resync.
+func startCloudLinkSyncer(ctx context.Context, cfg *config.Config, store *cache.Store, log *slog.Logger, reg prometheus.Registerer,
+	onConfig func(*cloudlink.EdgeConfig), heartbeat func() map[string]string) (stop func(), status func() any, syncer *cloudlink.Syncer, err error) {
 	log = log.With("component", "cloudlink")
 	r, err := cloudlink.LoadRegistration(cfg.StateDir)
 	if errors.Is(err, cloudlink.ErrNotRegistered) {
 		log.Warn("edge is not registered: no config pull, cache sync or event upload (run mxedge register --registration-code CODE)",
 			"state_dir", cfg.StateDir)
-		return func() {}, func() any { return map[string]any{"registered": false} }, nil
+		return func() {}, func() any { return map[string]any{"registered": false} }, nil, nil
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if cfg.Cloud.APIURL != "" && cfg.Cloud.APIURL != r.APIURL {
 		log.Info("cloud.api_url differs from the registration's; using the registration's", "config", cfg.Cloud.APIURL, "registration", r.APIURL)
 	}
 	client, err := r.Client(cloudlink.ClientOptions{ProxyURL: cfg.Cloud.ProxyURL, UserAgent: "mxedge"})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var st cloudlink.Store
 	if store != nil {
@@ -62,11 +70,11 @@ func startCloudLinkWith(ctx context.Context, cfg *config.Config, store *cache.St
 		Registerer:      reg,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	log.Info("cloud link starting", "edge_id", r.EdgeID, "api", r.APIURL, "sync_interval", cfg.Cloud.SyncInterval)
 	stopSync := s.Start(ctx)
-	return func() { stopSync(); client.CloseIdleConnections() }, func() any { return s.Status() }, nil
+	return func() { stopSync(); client.CloseIdleConnections() }, func() any { return s.Status() }, s, nil
 }
 
 // cloudRadSec returns cloud.radsec with what the file leaves out taken from

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mxedge/mxedge/cache"
+	"github.com/mxedge/mxedge/cloudlink"
 	"github.com/mxedge/mxedge/edge/config"
 	"github.com/mxedge/mxedge/edge/internal/notify"
 	"github.com/mxedge/mxedge/proxy"
@@ -71,6 +72,10 @@ type App struct {
 	health *health
 	bgStop context.CancelFunc
 	bgWG   sync.WaitGroup
+	panics *prometheus.CounterVec // mxedge_panics_total{component="edge"}
+	// resync refills the cache from the cloud at once after a damaged
+	// file was replaced by an empty one; nil until the cloud link runs.
+	resync atomic.Pointer[cloudlink.Syncer]
 
 	console consoleWire // the web console's decision recorder (consolewire.go)
 }
@@ -156,11 +161,11 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	}
 	bg, bgStop := context.WithCancel(context.WithoutCancel(ctx))
 	a.bgStop = bgStop
-	a.bgGo(func() { a.health.run(bg) })
+	a.bgGo(bg, "health", func() { a.health.run(bg) })
 	if store != nil {
 		a.router.hold = newAcctHold(store, a.log.With("component", "accounting"), a.reg)
-		a.bgGo(func() { a.router.hold.runReplay(bg, a.replayReady, a.replaySend) })
-		a.bgGo(func() { store.RunSweeper(bg, sweepInterval) })
+		a.bgGo(bg, "accounting_replay", func() { a.router.hold.runReplay(bg, a.replayReady, a.replaySend) })
+		a.bgGo(bg, "cache_sweeper", func() { store.RunSweeper(bg, sweepInterval) })
 	}
 	a.router.learn = a.startLearning(cfg, store)
 	a.cloudStop, a.cloudStatus, err = a.startCloud(ctx, cfg, store)
@@ -196,7 +201,12 @@ func (a *App) registerMetrics() {
 		Name: "mxedge_config_last_reload_successful", Help: "1 if the last config reload succeeded.",
 	})
 	a.reloadOK.Set(1)
-	a.reg.MustRegister(info, a.reloads, a.reloadOK)
+	a.panics = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name:        "mxedge_panics_total",
+		Help:        "Panics recovered in background goroutines, which then restart.",
+		ConstLabels: prometheus.Labels{"component": "edge"},
+	}, []string{"goroutine"})
+	a.reg.MustRegister(info, a.reloads, a.reloadOK, a.panics)
 }
 
 // buildClients turns the radius.clients section into a lookup table. The

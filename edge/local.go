@@ -37,7 +37,7 @@ const cacheCheckInterval = 6 * time.Hour
 // bbolt holds a file lock: a second mxedge on the same state_dir fails
 // here after cache.DefaultLockTimeout instead of hanging. A damaged file
 // is moved aside and the cache starts empty (cachefault.go).
-func openCache(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*cache.Store, error) {
+func openCache(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, onFault ...func(cache.Fault)) (*cache.Store, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state_dir: %w", err)
 	}
@@ -66,9 +66,14 @@ func openCache(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) 
 		MaxAccounting: cfg.Survivability.AccountingStore,
 		Compaction:    compacted,
 		CheckInterval: cacheCheckInterval,
-		OnFault:       func(f cache.Fault) { logCacheFault(clog, f) },
-		Logger:        clog,
-		Registerer:    reg,
+		OnFault: func(f cache.Fault) {
+			logCacheFault(clog, f)
+			for _, h := range onFault {
+				h(f)
+			}
+		},
+		Logger:     clog,
+		Registerer: reg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("client cache: %w", err)
@@ -168,7 +173,7 @@ func (a *App) startLocal(cfg *config.Config) error {
 	if !s.Enabled || s.Mode == "cloud" {
 		return nil
 	}
-	store, err := openCache(cfg, a.log, a.reg)
+	store, err := openCache(cfg, a.log, a.reg, a.onCacheFault)
 	if err != nil {
 		if !cacheOptional(err) {
 			return err

@@ -2,6 +2,8 @@ package edge
 
 import (
 	"context"
+	"fmt"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -15,10 +17,41 @@ const sweepInterval = 10 * time.Minute
 // EventModeChanged is the NAC event queued at every change of uplink mode.
 const EventModeChanged = "NAC Edge Mode Changed"
 
-// bgGo runs f until closeAll, which waits for it.
-func (a *App) bgGo(f func()) {
+// bgGo runs loop until ctx ends; closeAll waits for it. A panic in it is
+// logged, counted in mxedge_panics_total{component="edge",goroutine=name}
+// and the loop restarted after a backoff: a bug in one background job
+// must not take the site's authentication down with it.
+func (a *App) bgGo(ctx context.Context, name string, loop func()) {
+	a.panics.WithLabelValues(name)
 	a.bgWG.Add(1)
-	go func() { defer a.bgWG.Done(); f() }()
+	go func() {
+		defer a.bgWG.Done()
+		for fails := 0; ; fails++ {
+			if !a.runRecovered(name, loop) || ctx.Err() != nil {
+				return
+			}
+			wait := min(time.Second<<min(fails, 6), time.Minute)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+	}()
+}
+
+// runRecovered runs f and reports whether it panicked.
+func (a *App) runRecovered(name string, f func()) (panicked bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			panicked = true
+			a.panics.WithLabelValues(name).Inc()
+			a.log.Error("background job panicked; restarting it", "job", name, "panic", fmt.Sprint(r),
+				"stack", string(debug.Stack()))
+		}
+	}()
+	f()
+	return false
 }
 
 // probeTarget is the cloud pool and its servers as they are now: a reload
@@ -52,11 +85,13 @@ func (a *App) onModeChange(t Transition) {
 	// Off the caller's goroutine: a live request may have caused the
 	// change, and the event waits for a disk commit.
 	store := a.local.store
-	a.bgGo(func() {
+	a.bgWG.Add(1)
+	go func() {
+		defer a.bgWG.Done()
 		if err := store.AppendEvent(ev); err != nil {
 			a.log.Error("mode change event not stored", "err", err)
 		}
-	})
+	}()
 }
 
 // replayReady reports whether held accounting may go to the cloud now.
@@ -93,4 +128,15 @@ func (a *App) heartbeatStatus() map[string]string {
 		m["accounting_held"] = strconv.Itoa(a.router.hold.store.AccountingLen())
 	}
 	return m
+}
+
+// onCacheFault refills a cache that was just replaced by an empty one
+// from the cloud at once, instead of at the next sync interval.
+func (a *App) onCacheFault(f cache.Fault) {
+	if f.MovedTo == "" {
+		return
+	}
+	if s := a.resync.Load(); s != nil {
+		s.ResyncCache()
+	}
 }

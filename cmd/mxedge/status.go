@@ -240,6 +240,14 @@ func printStatus(w io.Writer, st *edge.StatusReport) {
 			held += ", FULL: new accounting is not answered"
 		}
 		fmt.Fprintf(tw, "accounting:\t%s\n", held)
+		if f := c.LastFault; f != nil {
+			moved := ""
+			if f.MovedTo != "" {
+				moved = fmt.Sprintf(", moved aside to %s (recovered %d events, %d accounting records)",
+					f.MovedTo, f.Recovered.Events, f.Recovered.Accounting)
+			}
+			fmt.Fprintf(tw, "cache fault:\t%s %s: %s%s\n", f.At.UTC().Format(time.RFC3339), f.Reason, f.Err, moved)
+		}
 	}
 	if st.Running {
 		src := []string{"file " + orDefault(st.Config.File, "(defaults)")}
