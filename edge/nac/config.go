@@ -32,7 +32,9 @@ type Config struct {
 	// EAP is the EAP-TLS server (certificate, org CA trust, limits).
 	EAP *eaptls.Server
 	// Sessions holds running conversations by State; nil builds one with
-	// eaptls's defaults (30 s idle, global and per-device caps).
+	// eaptls's defaults (caps global, per RADIUS client, per NAS port and
+	// per device; half-open conversations closed after 10 s or evicted,
+	// oldest first, when a cap is reached).
 	Sessions *eaptls.Table
 	// Store is the client cache and event outbox.
 	Store Store
@@ -89,9 +91,6 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
-	}
-	if c.Sessions == nil {
-		c.Sessions = eaptls.NewTable(eaptls.TableConfig{Now: c.Now})
 	}
 	if c.EventQueue <= 0 {
 		c.EventQueue = DefaultEventQueue

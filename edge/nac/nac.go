@@ -8,18 +8,29 @@ import (
 
 	"github.com/mxedge/mxedge/cache"
 	"github.com/mxedge/mxedge/edge/nac/eaptls"
+	"github.com/mxedge/mxedge/edge/nac/internal/ratelog"
 	"github.com/mxedge/mxedge/proxy"
 	"github.com/mxedge/mxedge/proxy/packet"
 )
 
-// sweepInterval is how often idle EAP conversations are closed.
+// sweepInterval is how often idle EAP conversations are closed; overdue
+// half-open ones go five times as often.
 const sweepInterval = 5 * time.Second
+
+// Per-request log lines (a drop, a store error) are limited to logBurst
+// per kind in each logInterval; the rest are counted, and the count
+// logged, so that a flood costs a few lines rather than megabytes.
+const (
+	logInterval = 10 * time.Second
+	logBurst    = 5
+)
 
 // Authenticator answers Access-Requests (EAP-TLS, MAB) and
 // Accounting-Requests locally. It implements proxy.Handler.
 type Authenticator struct {
 	cfg  Config
 	log  *slog.Logger
+	warn *ratelog.Limiter // per-request lines at Info and above
 	m    *metrics
 	now  func() time.Time
 	eap  *eaptls.Server
@@ -44,22 +55,44 @@ func New(cfg Config) (*Authenticator, error) {
 		return nil, err
 	}
 	a := &Authenticator{
-		cfg: cfg, log: cfg.Logger, now: cfg.Now, eap: cfg.EAP, sess: cfg.Sessions,
+		cfg: cfg, log: cfg.Logger, now: cfg.Now, eap: cfg.EAP,
+		warn:   ratelog.New(cfg.Logger, logInterval, logBurst, cfg.Now),
 		events: make(chan queued, cfg.EventQueue),
 		kick:   make(chan struct{}, 1),
 	}
-	m, err := newMetrics(cfg.Registerer, a.sess.Len)
+	m, err := newMetrics(cfg.Registerer, func() int { return a.sess.Len() })
 	if err != nil {
 		return nil, err
 	}
 	a.m = m
+	if a.sess = cfg.Sessions; a.sess == nil {
+		a.sess = eaptls.NewTable(eaptls.TableConfig{Now: cfg.Now,
+			OnEvict: func(scope string) { m.evicted.WithLabelValues(scope).Inc() }})
+	}
 	a.batch, _ = cfg.Store.(batchStore)
 	ctx, stop := context.WithCancel(context.Background())
 	a.stop = stop
-	a.wg.Add(2)
+	a.wg.Add(3)
 	go func() { defer a.wg.Done(); a.sess.Run(ctx, sweepInterval) }()
 	go func() { defer a.wg.Done(); a.writeEvents() }()
+	go func() { defer a.wg.Done(); a.flushLogs(ctx) }()
 	return a, nil
+}
+
+// flushLogs reports the counts of suppressed lines every logInterval, and
+// all of them at the end.
+func (a *Authenticator) flushLogs(ctx context.Context) {
+	tk := time.NewTicker(logInterval)
+	defer tk.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			a.warn.Close()
+			return
+		case <-tk.C:
+			a.warn.Flush()
+		}
+	}
 }
 
 // Close ends every conversation and writes the events still queued, or
@@ -121,7 +154,7 @@ func (a *Authenticator) ServeRADIUS(_ context.Context, req *proxy.Request) ([]by
 func (a *Authenticator) drop(reason string, err error) ([]byte, proxy.Outcome) {
 	a.m.dropped.WithLabelValues(reason).Inc()
 	if err != nil {
-		a.log.Warn("local NAC dropped a request", "reason", reason, "err", err)
+		a.warn.Log(slog.LevelWarn, "drop:"+reason, "local NAC dropped a request", "reason", reason, "err", err)
 	}
 	return nil, proxy.OutcomeDropped
 }
@@ -146,7 +179,7 @@ func (a *Authenticator) emit(ev cache.Event, f fields) {
 		enc, err := a.batch.EncodeEventFields(ev, f)
 		if err != nil {
 			a.m.eventErrors.Inc()
-			a.log.Error("NAC event not stored", "type", ev.Type, "mac", ev.MAC, "err", err)
+			a.warn.Log(slog.LevelError, "event_encode", "NAC event not stored", "type", ev.Type, "mac", ev.MAC, "err", err)
 			return
 		}
 		q.enc = enc
@@ -233,7 +266,7 @@ func (a *Authenticator) store(qs []queued) {
 		for _, q := range qs {
 			if err := a.cfg.Store.AppendEvent(q.ev); err != nil {
 				a.m.eventErrors.Inc()
-				a.log.Error("NAC event not stored", "type", q.ev.Type, "mac", q.ev.MAC, "err", err)
+				a.warn.Log(slog.LevelError, "event_store", "NAC event not stored", "type", q.ev.Type, "mac", q.ev.MAC, "err", err)
 			}
 		}
 		return
@@ -247,6 +280,6 @@ func (a *Authenticator) store(qs []queued) {
 	a.encs = encs[:0]
 	if err != nil {
 		a.m.eventErrors.Add(float64(len(qs)))
-		a.log.Error("NAC events not stored", "events", len(qs), "err", err)
+		a.warn.Log(slog.LevelError, "event_store_batch", "NAC events not stored", "events", len(qs), "err", err)
 	}
 }
