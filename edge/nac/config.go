@@ -63,6 +63,15 @@ type Config struct {
 	FragmentSize int
 	// EventQueue bounds events waiting to be written (default 4096).
 	EventQueue int
+	// BatchedEvents answers a decision without waiting for its NAC events
+	// to be committed: the writer lingers EventLinger for more events to
+	// share a commit, so a crash (kill -9, power loss) can lose the events
+	// of answers sent in the last EventLinger plus one commit, and of the
+	// queued ones. false, the default, is group commit: a decision's
+	// answer waits until its events are committed (with the events of
+	// every decision that came meanwhile, in one fdatasync), so nothing
+	// answered is lost; it costs a commit's latency per answer.
+	BatchedEvents bool
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer // nil: metrics kept but not registered

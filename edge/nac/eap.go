@@ -201,7 +201,7 @@ func (a *Authenticator) finishEAP(req *proxy.Request, reply eaptls.Reply) ([]byt
 		if t := certEvent(res.Reason); t != "" {
 			e := ev
 			e.Type = t
-			a.emit(e, f)
+			a.queue(e, f, nil)
 		}
 		if res.Reason == eaptls.ReasonPasswordMethodRefused {
 			ev.Reason = reasonPassword
@@ -255,7 +255,7 @@ func (a *Authenticator) finishEAP(req *proxy.Request, reply eaptls.Reply) ([]byt
 	}
 	e := ev
 	e.Type = EventCertValid
-	a.emit(e, f)
+	a.queue(e, f, nil)
 	ev.Type = EventAllowed
 	fillAllowed(&f, az, source, g)
 	f.set("tls_version", tlsVersion(res.Version))
@@ -284,7 +284,7 @@ func (a *Authenticator) rejectUnknownEAP(req *proxy.Request, reply eaptls.Reply,
 	}
 	e := ev
 	e.Type = EventCertValid
-	a.emit(e, f)
+	a.queue(e, f, nil)
 	f.set("tls_version", tlsVersion(reply.Result.Version))
 	a.denyUnknown(req, cache.AuthEAPTLS, ev, f)
 	return b, proxy.OutcomeLocal

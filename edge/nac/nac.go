@@ -114,8 +114,13 @@ func (a *Authenticator) Close(ctx context.Context) error {
 
 // Inline reports whether req is answered from memory on the caller's
 // goroutine: everything but EAP, whose TLS engine runs on its own
-// goroutine and may take a millisecond of CPU per step.
+// goroutine and may take a millisecond of CPU per step, and, with events
+// committed before the answer, every Access-Request, whose answer waits
+// for the disk.
 func (a *Authenticator) Inline(req *proxy.Request) bool {
+	if !a.cfg.BatchedEvents && req.Packet.Code == packet.CodeAccessRequest {
+		return false
+	}
 	return req.Packet.Count(packet.AttrEAPMessage) == 0
 }
 
@@ -164,13 +169,34 @@ func (a *Authenticator) drop(reason string, err error) ([]byte, proxy.Outcome) {
 type queued struct {
 	ev  cache.Event
 	enc cache.EncodedEvent
+	// done, when set, gets a value once the event's commit is over
+	// (successful or not): the decision waiting on it may answer.
+	done chan struct{}
 }
 
-// emit queues an event with fields (ev.Fields is not read); when the
+// doneChans recycles the channels decisions wait on.
+var doneChans = sync.Pool{New: func() any { return make(chan struct{}, 1) }}
+
+// emit queues the last event of a decision and, unless BatchedEvents,
+// waits for its commit: the writer commits in order, so the decision's
+// earlier events are then on disk too.
+func (a *Authenticator) emit(ev cache.Event, f fields) {
+	if a.cfg.BatchedEvents {
+		a.queue(ev, f, nil)
+		return
+	}
+	done := doneChans.Get().(chan struct{})
+	a.queue(ev, f, done)
+	<-done
+	doneChans.Put(done)
+}
+
+// queue queues an event with fields (ev.Fields is not read); when the
 // queue is full the caller waits for room, so nothing is lost while the
 // store is slow. The caller may change f afterwards: a batch store's
 // record is encoded here, and any other store gets a map of its own.
-func (a *Authenticator) emit(ev cache.Event, f fields) {
+// done, if not nil, is signalled once the event's commit is over.
+func (a *Authenticator) queue(ev cache.Event, f fields, done chan struct{}) {
 	if ev.Time.IsZero() {
 		ev.Time = a.now()
 	}
@@ -180,6 +206,9 @@ func (a *Authenticator) emit(ev cache.Event, f fields) {
 		if err != nil {
 			a.m.eventErrors.Inc()
 			a.warn.Log(slog.LevelError, "event_encode", "NAC event not stored", "type", ev.Type, "mac", ev.MAC, "err", err)
+			if done != nil {
+				done <- struct{}{}
+			}
 			return
 		}
 		q.enc = enc
@@ -187,10 +216,11 @@ func (a *Authenticator) emit(ev cache.Event, f fields) {
 		ev.Fields = f.toMap()
 		q.ev = ev
 	}
+	q.done = done
 	defer func() {
 		// Close raced us: write it ourselves rather than lose it.
 		if recover() != nil {
-			a.store([]queued{q})
+			a.storeAlone(q)
 		}
 	}()
 	a.events <- q
@@ -215,10 +245,12 @@ type batchStore interface {
 // 256 a busy edge committed, and paid an fdatasync, 170 times a second.
 const maxEventBatch = 4096
 
-// eventLinger is how long the writer waits for more events to share a
-// commit. Close flushes what is queued; a kill -9 can lose at most the
-// events of this window and the queue, never a committed one.
-const eventLinger = 20 * time.Millisecond
+// EventLinger is how long the writer waits, with BatchedEvents, for more
+// events to share a commit. Close flushes what is queued; a kill -9 can
+// lose at most the events of this window, of the commit under way and of
+// the queue, never a committed one. Without BatchedEvents the writer does
+// not linger: the events that arrive during one commit make the next.
+const EventLinger = 20 * time.Millisecond
 
 func (a *Authenticator) writeEvents() {
 	batch := make([]queued, 0, maxEventBatch)
@@ -235,8 +267,8 @@ func (a *Authenticator) writeEvents() {
 		// instead of one commit per handful. The writer sleeps through
 		// the linger rather than taking events as they come: waking it
 		// for each one cost a goroutine switch per decision.
-		if len(a.events) < cap(a.events)/2 {
-			linger.Reset(eventLinger)
+		if a.cfg.BatchedEvents && len(a.events) < cap(a.events)/2 {
+			linger.Reset(EventLinger)
 			select {
 			case <-linger.C:
 			case <-a.kick:
@@ -260,8 +292,32 @@ func (a *Authenticator) writeEvents() {
 	}
 }
 
-// store writes qs: in one commit to a batch store, else one by one.
+// storeAlone writes q outside the writer (which may still be running
+// and owns a.encs), for an event that raced Close.
+func (a *Authenticator) storeAlone(q queued) {
+	if a.batch == nil {
+		a.store([]queued{q})
+		return
+	}
+	if err := a.batch.AppendEncoded([]cache.EncodedEvent{q.enc}); err != nil {
+		a.m.eventErrors.Inc()
+		a.warn.Log(slog.LevelError, "event_store_batch", "NAC events not stored", "events", 1, "err", err)
+	}
+	if q.done != nil {
+		q.done <- struct{}{}
+	}
+}
+
+// store writes qs: in one commit to a batch store, else one by one; then
+// it releases the decisions waiting on them.
 func (a *Authenticator) store(qs []queued) {
+	defer func() {
+		for _, q := range qs {
+			if q.done != nil {
+				q.done <- struct{}{}
+			}
+		}
+	}()
 	if a.batch == nil {
 		for _, q := range qs {
 			if err := a.cfg.Store.AppendEvent(q.ev); err != nil {
