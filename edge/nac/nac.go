@@ -174,9 +174,6 @@ type queued struct {
 	done chan struct{}
 }
 
-// doneChans recycles the channels decisions wait on.
-var doneChans = sync.Pool{New: func() any { return make(chan struct{}, 1) }}
-
 // emit queues the last event of a decision and, unless BatchedEvents,
 // waits for its commit: the writer commits in order, so the decision's
 // earlier events are then on disk too.
@@ -185,10 +182,11 @@ func (a *Authenticator) emit(ev cache.Event, f fields) {
 		a.queue(ev, f, nil)
 		return
 	}
-	done := doneChans.Get().(chan struct{})
+	// One small allocation per decision; next to the commit it waits for,
+	// a pool would save nothing worth its sharing.
+	done := make(chan struct{}, 1)
 	a.queue(ev, f, done)
 	<-done
-	doneChans.Put(done)
 }
 
 // queue queues an event with fields (ev.Fields is not read); when the
