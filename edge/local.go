@@ -130,6 +130,7 @@ func newLocal(cfg *config.Config, store nac.Store, log *slog.Logger, reg prometh
 		SessionTimeout:   s.LocalSessionTimeout,
 		SessionJitter:    float64(s.LocalSessionJitter),
 		FragmentSize:     s.FragmentSize,
+		BatchedEvents:    !s.EventsDurable,
 		Logger:           log.With("component", "nac"),
 		Registerer:       reg,
 		OnDecision:       firstHook(onDecision),

@@ -173,8 +173,13 @@ type Survivability struct {
 	LocalSessionJitter Fraction `yaml:"local_session_jitter"`
 	// AccountingStore is how many accounting records are held for replay
 	// to the cloud after an outage.
-	AccountingStore int    `yaml:"accounting_store"`
-	Health          Health `yaml:"health"`
+	AccountingStore int `yaml:"accounting_store"`
+	// EventsDurable commits a local decision's NAC events before its
+	// answer goes out (group commit), so a crash loses no event of an
+	// answered request; false answers at once and commits within 20 ms,
+	// so a crash can lose the events of the last 20 ms or so of answers.
+	EventsDurable bool   `yaml:"events_durable"`
+	Health        Health `yaml:"health"`
 }
 
 // Fraction is a share between 0 and 1, written in the file as a
@@ -276,6 +281,7 @@ func Default() *Config {
 			LocalSessionTimeout: time.Hour,
 			LocalSessionJitter:  0.25,
 			AccountingStore:     1000000,
+			EventsDurable:       true,
 			Health: Health{
 				ProbeInterval: 5 * time.Second,
 				ProbeTimeout:  2 * time.Second,

@@ -119,6 +119,7 @@ func TestDefaultValues(t *testing.T) {
 		{"survivability.local_session_timeout", c.Survivability.LocalSessionTimeout, time.Hour},
 		{"survivability.local_session_jitter", c.Survivability.LocalSessionJitter, Fraction(0.25)},
 		{"survivability.accounting_store", c.Survivability.AccountingStore, 1000000},
+		{"survivability.events_durable", c.Survivability.EventsDurable, true},
 		{"survivability.health.probe_interval", c.Survivability.Health.ProbeInterval, 5 * time.Second},
 		{"survivability.health.probe_timeout", c.Survivability.Health.ProbeTimeout, 2 * time.Second},
 		{"survivability.health.down_after", c.Survivability.Health.DownAfter, 3},
@@ -322,6 +323,7 @@ func TestEnv(t *testing.T) {
 		{map[string]string{"MXEDGE_SURVIVABILITY_FALLBACK_AFTER": "1s"}, func(c *Config) any { return c.Survivability.FallbackAfter }, time.Second},
 		{map[string]string{"MXEDGE_SURVIVABILITY_LOCAL_SESSION_TIMEOUT": "0"}, func(c *Config) any { return c.Survivability.LocalSessionTimeout }, time.Duration(0)},
 		{map[string]string{"MXEDGE_SURVIVABILITY_ACCOUNTING_STORE": "2000"}, func(c *Config) any { return c.Survivability.AccountingStore }, 2000},
+		{map[string]string{"MXEDGE_SURVIVABILITY_EVENTS_DURABLE": "false"}, func(c *Config) any { return c.Survivability.EventsDurable }, false},
 		{map[string]string{"MXEDGE_CLOUD_API_URL": "https://cloud.example.net"}, func(c *Config) any { return c.Cloud.APIURL }, "https://cloud.example.net"},
 		{
 			map[string]string{"MXEDGE_RADIUS_AUTH_LISTEN": "127.0.0.1:1812, [::1]:1812"},
@@ -416,6 +418,7 @@ func TestFailoverKeys(t *testing.T) {
 		{"survivability: {local_session_timeout: 0}", func(c *Config) any { return c.Survivability.LocalSessionTimeout }, time.Duration(0)},
 		{"survivability: {local_session_timeout: 1m}", func(c *Config) any { return c.Survivability.LocalSessionTimeout }, time.Minute},
 		{"survivability: {accounting_store: 1000}", func(c *Config) any { return c.Survivability.AccountingStore }, 1000},
+		{"survivability: {events_durable: false}", func(c *Config) any { return c.Survivability.EventsDurable }, false},
 		{"survivability: {fallback_after: 2900ms}", func(c *Config) any { return c.Survivability.FallbackAfter }, 2900 * time.Millisecond},
 		// The default 2s yields to a cloud timeout at or below it.
 		{"cloud: {radsec: {timeout: 2s}}", func(c *Config) any { return c.Survivability.FallbackAfter }, time.Second},

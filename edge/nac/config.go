@@ -32,7 +32,9 @@ type Config struct {
 	// EAP is the EAP-TLS server (certificate, org CA trust, limits).
 	EAP *eaptls.Server
 	// Sessions holds running conversations by State; nil builds one with
-	// eaptls's defaults (30 s idle, global and per-device caps).
+	// eaptls's defaults (caps global, per RADIUS client, per NAS port and
+	// per device; half-open conversations closed after 10 s or evicted,
+	// oldest first, when a cap is reached).
 	Sessions *eaptls.Table
 	// Store is the client cache and event outbox.
 	Store Store
@@ -67,6 +69,16 @@ type Config struct {
 	// fields, which the caller reuses.
 	OnDecision func(ev cache.Event, fields []cache.Field)
 
+	// BatchedEvents answers a decision without waiting for its NAC events
+	// to be committed: the writer lingers EventLinger for more events to
+	// share a commit, so a crash (kill -9, power loss) can lose the events
+	// of answers sent in the last EventLinger plus one commit, and of the
+	// queued ones. false, the default, is group commit: a decision's
+	// answer waits until its events are committed (with the events of
+	// every decision that came meanwhile, in one fdatasync), so nothing
+	// answered is lost; it costs a commit's latency per answer.
+	BatchedEvents bool
+
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer // nil: metrics kept but not registered
 	Now        func() time.Time
@@ -94,9 +106,6 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
-	}
-	if c.Sessions == nil {
-		c.Sessions = eaptls.NewTable(eaptls.TableConfig{Now: c.Now})
 	}
 	if c.EventQueue <= 0 {
 		c.EventQueue = DefaultEventQueue

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 
 	"github.com/mxedge/mxedge/cache"
@@ -51,7 +52,8 @@ func (a *Authenticator) serveEAP(req *proxy.Request) ([]byte, proxy.Outcome) {
 			msg = append(msg, at.Value...)
 		}
 	}
-	device := deviceKey(req)
+	o := owner(req)
+	device := o.Device
 	var (
 		s     *eaptls.Session
 		state string
@@ -68,9 +70,10 @@ func (a *Authenticator) serveEAP(req *proxy.Request) ([]byte, proxy.Outcome) {
 	} else {
 		s, fresh = a.eap.NewSession(a.fragmentSize(p)), true
 		var err error
-		if state, err = a.sess.Add(device, s); err != nil {
+		if state, err = a.sess.Admit(o, s); err != nil {
 			s.Close()
-			if errors.Is(err, eaptls.ErrTableFull) || errors.Is(err, eaptls.ErrDeviceFull) {
+			if errors.Is(err, eaptls.ErrTableFull) || errors.Is(err, eaptls.ErrClientFull) ||
+				errors.Is(err, eaptls.ErrPortFull) || errors.Is(err, eaptls.ErrDeviceFull) {
 				return a.drop("sessions_full", err)
 			}
 			return a.drop("session", err)
@@ -109,13 +112,32 @@ func (a *Authenticator) serveEAP(req *proxy.Request) ([]byte, proxy.Outcome) {
 	return a.drop("eap_discard", nil)
 }
 
-// deviceKey binds a State to the NAS and the client port it was issued to.
-func deviceKey(req *proxy.Request) string {
+// RADIUS attributes naming the NAS port (RFC 2865 §5.5, RFC 2869 §5.17).
+const (
+	attrNASPort   = 5
+	attrNASPortID = 87
+)
+
+// owner is whom a conversation is admitted for: the RADIUS client (the
+// configured client's name, which the sender cannot choose: it comes
+// from the source address and shared secret), the NAS port within it
+// (NAS-Port and NAS-Port-Id; none when the NAS sends neither), and the
+// device the State is bound to: the client and the Calling-Station-Id.
+func owner(req *proxy.Request) eaptls.Owner {
+	o := eaptls.Owner{Client: req.Client.Name}
+	if v, ok := req.Packet.Lookup(attrNASPort); ok && len(v) == 4 {
+		o.Port = strconv.FormatUint(uint64(binary.BigEndian.Uint32(v)), 10)
+	}
+	if v, ok := req.Packet.Lookup(attrNASPortID); ok {
+		o.Port += "/" + string(v)
+	}
 	csid, _ := req.Packet.Lookup(packet.AttrCallingStationID)
 	if mac, ok := cache.NormalizeMAC(string(csid)); ok {
-		return req.Client.Name + "|" + mac
+		o.Device = req.Client.Name + "|" + mac
+	} else {
+		o.Device = req.Client.Name + "|" + string(csid)
 	}
-	return req.Client.Name + "|" + string(csid)
+	return o
 }
 
 // fragmentSize lowers the configured size to what the request's
@@ -179,7 +201,7 @@ func (a *Authenticator) finishEAP(req *proxy.Request, reply eaptls.Reply) ([]byt
 		if t := certEvent(res.Reason); t != "" {
 			e := ev
 			e.Type = t
-			a.emit(e, f)
+			a.queue(e, f, nil)
 		}
 		if res.Reason == eaptls.ReasonPasswordMethodRefused {
 			ev.Reason = reasonPassword
@@ -189,7 +211,7 @@ func (a *Authenticator) finishEAP(req *proxy.Request, reply eaptls.Reply) ([]byt
 		f.set("result", "reject")
 		a.emit(ev, f)
 		a.m.decisions.WithLabelValues(cache.AuthEAPTLS, "reject", sourceNone).Inc()
-		a.log.Info("local EAP-TLS rejected", "client", req.Client.Name, "mac", ev.MAC,
+		a.warn.Log(slog.LevelInfo, "eap_rejected", "local EAP-TLS rejected", "client", req.Client.Name, "mac", ev.MAC,
 			"identity", ev.Identity, "reason", reason, "err", res.Err)
 		b, err := a.reply(req, packet.CodeAccessReject, func(b []byte) ([]byte, error) { return appendEAP(b, reply.EAP) })
 		if err != nil {
@@ -229,11 +251,11 @@ func (a *Authenticator) finishEAP(req *proxy.Request, reply eaptls.Reply) ([]byt
 		return a.drop("encode", fmt.Errorf("access-accept for %s: %w", ev.MAC, err))
 	}
 	if len(g.skipped) > 0 {
-		a.log.Warn("cached attributes not sent", "mac", mac, "identity", ev.Identity, "attributes", g.skipped)
+		a.warn.Log(slog.LevelWarn, "attributes_skipped", "cached attributes not sent", "mac", mac, "identity", ev.Identity, "attributes", g.skipped)
 	}
 	e := ev
 	e.Type = EventCertValid
-	a.emit(e, f)
+	a.queue(e, f, nil)
 	ev.Type = EventAllowed
 	fillAllowed(&f, az, source, g)
 	f.set("tls_version", tlsVersion(res.Version))
@@ -262,7 +284,7 @@ func (a *Authenticator) rejectUnknownEAP(req *proxy.Request, reply eaptls.Reply,
 	}
 	e := ev
 	e.Type = EventCertValid
-	a.emit(e, f)
+	a.queue(e, f, nil)
 	f.set("tls_version", tlsVersion(reply.Result.Version))
 	a.denyUnknown(req, cache.AuthEAPTLS, ev, f)
 	return b, proxy.OutcomeLocal
@@ -287,7 +309,7 @@ func fillAllowed(f *fields, az cache.Authorization, source string, g granted) {
 func (a *Authenticator) lookup(mac, identity, authType string) (cache.Entry, bool) {
 	e, ok, err := a.cfg.Store.Lookup(mac, identity)
 	if err != nil {
-		a.log.Error("cache lookup failed; treating the client as unknown", "mac", mac, "identity", identity, "err", err)
+		a.warn.Log(slog.LevelError, "lookup", "cache lookup failed; treating the client as unknown", "mac", mac, "identity", identity, "err", err)
 		return cache.Entry{}, false
 	}
 	if ok && e.AuthType != authType {

@@ -2,6 +2,7 @@ package nac
 
 import (
 	"encoding/binary"
+	"log/slog"
 
 	"github.com/mxedge/mxedge/cache"
 	"github.com/mxedge/mxedge/proxy"
@@ -53,7 +54,7 @@ func (a *Authenticator) servePAP(req *proxy.Request) ([]byte, proxy.Outcome) {
 		return a.drop("encode", err)
 	}
 	if len(g.skipped) > 0 {
-		a.log.Warn("cached attributes not sent", "mac", mac, "attributes", g.skipped)
+		a.warn.Log(slog.LevelWarn, "attributes_skipped", "cached attributes not sent", "mac", mac, "attributes", g.skipped)
 	}
 	f := nasFields(req, cache.AuthMAB, string(csid))
 	fillAllowed(&f, az, source, g)
@@ -124,7 +125,7 @@ func (a *Authenticator) refusePassword(req *proxy.Request, user, csid string) ([
 	f.set("result", "reject")
 	a.emit(cache.Event{Type: EventDenied, MAC: mac, Identity: user, Reason: reasonPassword}, f)
 	a.m.decisions.WithLabelValues(authPassword, "reject", sourceNone).Inc()
-	a.log.Info("password method refused offline", "client", req.Client.Name, "user", user)
+	a.warn.Log(slog.LevelInfo, "password_refused", "password method refused offline", "client", req.Client.Name, "user", user)
 	return b, proxy.OutcomeLocal
 }
 
@@ -139,7 +140,7 @@ func (a *Authenticator) denyUnknown(req *proxy.Request, authType string, ev cach
 	f.set("cache_hit", "false")
 	a.emit(ev, f)
 	a.m.decisions.WithLabelValues(authType, "reject", sourceNone).Inc()
-	a.log.Info("unknown client rejected: no default VLAN configured", "auth_type", authType,
+	a.warn.Log(slog.LevelInfo, "unknown_rejected", "unknown client rejected: no default VLAN configured", "auth_type", authType,
 		"client", req.Client.Name, "mac", ev.MAC, "identity", ev.Identity)
 }
 

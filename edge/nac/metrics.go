@@ -10,6 +10,7 @@ type metrics struct {
 	decisions   *prometheus.CounterVec
 	eventErrors prometheus.Counter
 	dropped     *prometheus.CounterVec
+	evicted     *prometheus.CounterVec
 }
 
 // NewDecisions returns the decisions counter, mxedge_nac_decisions_total.
@@ -34,6 +35,10 @@ func newMetrics(reg prometheus.Registerer, sessions func() int) (*metrics, error
 			Name: "mxedge_nac_dropped_total",
 			Help: "Requests the local NAC answered with silence, by reason.",
 		}, []string{"reason"}),
+		evicted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mxedge_nac_eap_evicted_total",
+			Help: "Half-open EAP conversations closed to admit a new one, by the scope whose cap was reached (global, client, port, device).",
+		}, []string{"scope"}),
 	}
 	gauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "mxedge_nac_sessions",
@@ -50,6 +55,9 @@ func newMetrics(reg prometheus.Registerer, sessions func() int) (*metrics, error
 		return nil, err
 	}
 	if m.dropped, err = reuse(reg, m.dropped); err != nil {
+		return nil, err
+	}
+	if m.evicted, err = reuse(reg, m.evicted); err != nil {
 		return nil, err
 	}
 	if err := reg.Register(gauge); err != nil {

@@ -8,18 +8,29 @@ import (
 
 	"github.com/mxedge/mxedge/cache"
 	"github.com/mxedge/mxedge/edge/nac/eaptls"
+	"github.com/mxedge/mxedge/edge/nac/internal/ratelog"
 	"github.com/mxedge/mxedge/proxy"
 	"github.com/mxedge/mxedge/proxy/packet"
 )
 
-// sweepInterval is how often idle EAP conversations are closed.
+// sweepInterval is how often idle EAP conversations are closed; overdue
+// half-open ones go five times as often.
 const sweepInterval = 5 * time.Second
+
+// Per-request log lines (a drop, a store error) are limited to logBurst
+// per kind in each logInterval; the rest are counted, and the count
+// logged, so that a flood costs a few lines rather than megabytes.
+const (
+	logInterval = 10 * time.Second
+	logBurst    = 5
+)
 
 // Authenticator answers Access-Requests (EAP-TLS, MAB) and
 // Accounting-Requests locally. It implements proxy.Handler.
 type Authenticator struct {
 	cfg  Config
 	log  *slog.Logger
+	warn *ratelog.Limiter // per-request lines at Info and above
 	m    *metrics
 	now  func() time.Time
 	eap  *eaptls.Server
@@ -44,22 +55,44 @@ func New(cfg Config) (*Authenticator, error) {
 		return nil, err
 	}
 	a := &Authenticator{
-		cfg: cfg, log: cfg.Logger, now: cfg.Now, eap: cfg.EAP, sess: cfg.Sessions,
+		cfg: cfg, log: cfg.Logger, now: cfg.Now, eap: cfg.EAP,
+		warn:   ratelog.New(cfg.Logger, logInterval, logBurst, cfg.Now),
 		events: make(chan queued, cfg.EventQueue),
 		kick:   make(chan struct{}, 1),
 	}
-	m, err := newMetrics(cfg.Registerer, a.sess.Len)
+	m, err := newMetrics(cfg.Registerer, func() int { return a.sess.Len() })
 	if err != nil {
 		return nil, err
 	}
 	a.m = m
+	if a.sess = cfg.Sessions; a.sess == nil {
+		a.sess = eaptls.NewTable(eaptls.TableConfig{Now: cfg.Now,
+			OnEvict: func(scope string) { m.evicted.WithLabelValues(scope).Inc() }})
+	}
 	a.batch, _ = cfg.Store.(batchStore)
 	ctx, stop := context.WithCancel(context.Background())
 	a.stop = stop
-	a.wg.Add(2)
+	a.wg.Add(3)
 	go func() { defer a.wg.Done(); a.sess.Run(ctx, sweepInterval) }()
 	go func() { defer a.wg.Done(); a.writeEvents() }()
+	go func() { defer a.wg.Done(); a.flushLogs(ctx) }()
 	return a, nil
+}
+
+// flushLogs reports the counts of suppressed lines every logInterval, and
+// all of them at the end.
+func (a *Authenticator) flushLogs(ctx context.Context) {
+	tk := time.NewTicker(logInterval)
+	defer tk.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			a.warn.Close()
+			return
+		case <-tk.C:
+			a.warn.Flush()
+		}
+	}
 }
 
 // Close ends every conversation and writes the events still queued, or
@@ -81,8 +114,13 @@ func (a *Authenticator) Close(ctx context.Context) error {
 
 // Inline reports whether req is answered from memory on the caller's
 // goroutine: everything but EAP, whose TLS engine runs on its own
-// goroutine and may take a millisecond of CPU per step.
+// goroutine and may take a millisecond of CPU per step, and, with events
+// committed before the answer, every Access-Request, whose answer waits
+// for the disk.
 func (a *Authenticator) Inline(req *proxy.Request) bool {
+	if !a.cfg.BatchedEvents && req.Packet.Code == packet.CodeAccessRequest {
+		return false
+	}
 	return req.Packet.Count(packet.AttrEAPMessage) == 0
 }
 
@@ -121,7 +159,7 @@ func (a *Authenticator) ServeRADIUS(_ context.Context, req *proxy.Request) ([]by
 func (a *Authenticator) drop(reason string, err error) ([]byte, proxy.Outcome) {
 	a.m.dropped.WithLabelValues(reason).Inc()
 	if err != nil {
-		a.log.Warn("local NAC dropped a request", "reason", reason, "err", err)
+		a.warn.Log(slog.LevelWarn, "drop:"+reason, "local NAC dropped a request", "reason", reason, "err", err)
 	}
 	return nil, proxy.OutcomeDropped
 }
@@ -131,13 +169,32 @@ func (a *Authenticator) drop(reason string, err error) ([]byte, proxy.Outcome) {
 type queued struct {
 	ev  cache.Event
 	enc cache.EncodedEvent
+	// done, when set, gets a value once the event's commit is over
+	// (successful or not): the decision waiting on it may answer.
+	done chan struct{}
 }
 
-// emit queues an event with fields (ev.Fields is not read); when the
+// emit queues the last event of a decision and, unless BatchedEvents,
+// waits for its commit: the writer commits in order, so the decision's
+// earlier events are then on disk too.
+func (a *Authenticator) emit(ev cache.Event, f fields) {
+	if a.cfg.BatchedEvents {
+		a.queue(ev, f, nil)
+		return
+	}
+	// One small allocation per decision; next to the commit it waits for,
+	// a pool would save nothing worth its sharing.
+	done := make(chan struct{}, 1)
+	a.queue(ev, f, done)
+	<-done
+}
+
+// queue queues an event with fields (ev.Fields is not read); when the
 // queue is full the caller waits for room, so nothing is lost while the
 // store is slow. The caller may change f afterwards: a batch store's
 // record is encoded here, and any other store gets a map of its own.
-func (a *Authenticator) emit(ev cache.Event, f fields) {
+// done, if not nil, is signalled once the event's commit is over.
+func (a *Authenticator) queue(ev cache.Event, f fields, done chan struct{}) {
 	if ev.Time.IsZero() {
 		ev.Time = a.now()
 	}
@@ -149,7 +206,10 @@ func (a *Authenticator) emit(ev cache.Event, f fields) {
 		enc, err := a.batch.EncodeEventFields(ev, f)
 		if err != nil {
 			a.m.eventErrors.Inc()
-			a.log.Error("NAC event not stored", "type", ev.Type, "mac", ev.MAC, "err", err)
+			a.warn.Log(slog.LevelError, "event_encode", "NAC event not stored", "type", ev.Type, "mac", ev.MAC, "err", err)
+			if done != nil {
+				done <- struct{}{}
+			}
 			return
 		}
 		q.enc = enc
@@ -157,10 +217,11 @@ func (a *Authenticator) emit(ev cache.Event, f fields) {
 		ev.Fields = f.toMap()
 		q.ev = ev
 	}
+	q.done = done
 	defer func() {
 		// Close raced us: write it ourselves rather than lose it.
 		if recover() != nil {
-			a.store([]queued{q})
+			a.storeAlone(q)
 		}
 	}()
 	a.events <- q
@@ -185,10 +246,12 @@ type batchStore interface {
 // 256 a busy edge committed, and paid an fdatasync, 170 times a second.
 const maxEventBatch = 4096
 
-// eventLinger is how long the writer waits for more events to share a
-// commit. Close flushes what is queued; a kill -9 can lose at most the
-// events of this window and the queue, never a committed one.
-const eventLinger = 20 * time.Millisecond
+// EventLinger is how long the writer waits, with BatchedEvents, for more
+// events to share a commit. Close flushes what is queued; a kill -9 can
+// lose at most the events of this window, of the commit under way and of
+// the queue, never a committed one. Without BatchedEvents the writer does
+// not linger: the events that arrive during one commit make the next.
+const EventLinger = 20 * time.Millisecond
 
 func (a *Authenticator) writeEvents() {
 	batch := make([]queued, 0, maxEventBatch)
@@ -205,8 +268,8 @@ func (a *Authenticator) writeEvents() {
 		// instead of one commit per handful. The writer sleeps through
 		// the linger rather than taking events as they come: waking it
 		// for each one cost a goroutine switch per decision.
-		if len(a.events) < cap(a.events)/2 {
-			linger.Reset(eventLinger)
+		if a.cfg.BatchedEvents && len(a.events) < cap(a.events)/2 {
+			linger.Reset(EventLinger)
 			select {
 			case <-linger.C:
 			case <-a.kick:
@@ -230,13 +293,37 @@ func (a *Authenticator) writeEvents() {
 	}
 }
 
-// store writes qs: in one commit to a batch store, else one by one.
+// storeAlone writes q outside the writer (which may still be running
+// and owns a.encs), for an event that raced Close.
+func (a *Authenticator) storeAlone(q queued) {
+	if a.batch == nil {
+		a.store([]queued{q})
+		return
+	}
+	if err := a.batch.AppendEncoded([]cache.EncodedEvent{q.enc}); err != nil {
+		a.m.eventErrors.Inc()
+		a.warn.Log(slog.LevelError, "event_store_batch", "NAC events not stored", "events", 1, "err", err)
+	}
+	if q.done != nil {
+		q.done <- struct{}{}
+	}
+}
+
+// store writes qs: in one commit to a batch store, else one by one; then
+// it releases the decisions waiting on them.
 func (a *Authenticator) store(qs []queued) {
+	defer func() {
+		for _, q := range qs {
+			if q.done != nil {
+				q.done <- struct{}{}
+			}
+		}
+	}()
 	if a.batch == nil {
 		for _, q := range qs {
 			if err := a.cfg.Store.AppendEvent(q.ev); err != nil {
 				a.m.eventErrors.Inc()
-				a.log.Error("NAC event not stored", "type", q.ev.Type, "mac", q.ev.MAC, "err", err)
+				a.warn.Log(slog.LevelError, "event_store", "NAC event not stored", "type", q.ev.Type, "mac", q.ev.MAC, "err", err)
 			}
 		}
 		return
@@ -250,6 +337,6 @@ func (a *Authenticator) store(qs []queued) {
 	a.encs = encs[:0]
 	if err != nil {
 		a.m.eventErrors.Add(float64(len(qs)))
-		a.log.Error("NAC events not stored", "events", len(qs), "err", err)
+		a.warn.Log(slog.LevelError, "event_store_batch", "NAC events not stored", "events", len(qs), "err", err)
 	}
 }

@@ -425,11 +425,11 @@ func waitDone(t *testing.T, s *eaptls.Session) {
 func TestTable(t *testing.T) {
 	f := newFixture(t, false, nil)
 	now := testNow
-	tab := eaptls.NewTable(eaptls.TableConfig{IdleTimeout: 30 * time.Second, MaxSessions: 3, MaxPerDevice: 2, Now: func() time.Time { return now }})
+	tab := eaptls.NewTable(eaptls.TableConfig{IdleTimeout: 30 * time.Second, HalfOpenTimeout: time.Hour, MaxSessions: 3, MaxPerDevice: 2, Now: func() time.Time { return now }})
 	before := runtime.NumGoroutine()
 
-	a := midHandshake(t, f)
-	b := midHandshake(t, f)
+	a := establishedSession(t, f, tls.VersionTLS13)
+	b := establishedSession(t, f, tls.VersionTLS12)
 	stA, err := tab.Add("02:00:00:00:00:01", a)
 	if err != nil {
 		t.Fatal(err)
@@ -443,11 +443,16 @@ func TestTable(t *testing.T) {
 	if _, err := tab.Add("02:00:00:00:00:01", f.srv.NewSession(0)); !errors.Is(err, eaptls.ErrDeviceFull) {
 		t.Fatalf("per-device cap: %v", err)
 	}
-	if _, err := tab.Add("02:00:00:00:00:02", f.srv.NewSession(0)); err != nil {
+	st2, err := tab.Add("02:00:00:00:00:02", f.srv.NewSession(0))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tab.Add("02:00:00:00:00:03", f.srv.NewSession(0)); !errors.Is(err, eaptls.ErrTableFull) {
+	// The table is full: the half-open conversation makes room.
+	if _, err := tab.Add("02:00:00:00:00:03", f.srv.NewSession(0)); err != nil {
 		t.Fatalf("global cap: %v", err)
+	}
+	if _, ok := tab.Get(st2, "02:00:00:00:00:02"); ok {
+		t.Fatal("half-open conversation kept at the global cap")
 	}
 	if tab.Len() != 3 {
 		t.Fatalf("len %d", tab.Len())

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mxedge/mxedge/edge/nac/eap"
@@ -115,11 +116,15 @@ type Session struct {
 	inLen  int    // announced TLS Message Length, -1 if none
 	inFrag bool
 
-	hs     handshakeInfo
-	eng    *engine
-	failR  Reason // reason to report once the alert is ACKed
-	failE  error
-	result *Result
+	hs  handshakeInfo
+	eng *engine
+	// tlsIn counts complete TLS messages from the peer; established is
+	// set once the second one (the answer to our first flight) was taken.
+	tlsIn       int
+	established atomic.Bool
+	failR       Reason // reason to report once the alert is ACKed
+	failE       error
+	result      *Result
 }
 
 // Start returns EAP-Request/Identity. Call it only before any Handle, when
@@ -136,6 +141,17 @@ func (s *Session) Start() Reply {
 	s.ph = phIdentity
 	return s.request(eap.TypeIdentity, nil)
 }
+
+// Established reports whether the peer's TLS handshake got past its
+// first round: after its ClientHello, the peer answered our first flight
+// with a TLS message that the handshake accepted. That takes a completed
+// key exchange and, since the client's certificate travels in that
+// answer, a certificate that passed verification. A conversation that is
+// not established is half-open: it answered no more than the identity
+// request, the EAP-TLS Start, our fragments or our first flight, all of
+// which a sender can do for free under as many identities as it likes.
+// Safe to call without the session lock (the Table does, under its own).
+func (s *Session) Established() bool { return s.established.Load() }
 
 // Result returns the outcome once the conversation ended, else nil.
 func (s *Session) Result() *Result {
@@ -326,6 +342,7 @@ func (s *Session) tlsMessage(msg []byte) Reply {
 	if s.eng == nil {
 		s.eng = startEngine(s.srv.tlsConfig(&s.hs))
 	}
+	s.tlsIn++
 	out := s.eng.step(msg)
 	e := s.eng
 	e.mu.Lock()
@@ -348,10 +365,12 @@ func (s *Session) tlsMessage(msg []byte) Reply {
 		if len(out) == 0 {
 			return s.fail(ReasonProtocolError, errors.New("handshake finished without a final flight"))
 		}
+		s.established.Store(s.tlsIn >= 2)
 		return s.flight(out, phFinal)
 	case len(out) == 0:
 		return s.fail(ReasonProtocolError, errors.New("peer flight incomplete"))
 	}
+	s.established.Store(s.tlsIn >= 2)
 	return s.flight(out, phTLS)
 }
 
