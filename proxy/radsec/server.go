@@ -293,7 +293,13 @@ func (s *Server) serveConn(nc net.Conn, src netip.Addr) {
 			reason = dropHandshakeTimeout
 		}
 		s.m.drops.WithLabelValues(reason).Inc()
-		s.log.Info("radsec handshake failed", "peer", nc.RemoteAddr(), "reason", reason, "err", err)
+		// A stalled handshake is what a flood is made of: counted, and
+		// logged only when debugging.
+		level := slog.LevelInfo
+		if timedOut {
+			level = slog.LevelDebug
+		}
+		s.log.Log(context.Background(), level, "radsec handshake failed", "peer", nc.RemoteAddr(), "reason", reason, "err", err)
 		return
 	}
 	st := tc.ConnectionState()
