@@ -34,6 +34,22 @@ type device struct{ Cert, Key string }
 // from..to, for a managed access point (or an impostor).
 func mintDevice(t testing.TB, ca *labpki.Cert, cn string, from, to time.Time) device {
 	t.Helper()
+	return mintLeaf(t, ca, cn, from, to, func(c *x509.Certificate) { c.DNSNames = []string{cn} })
+}
+
+// mintServer issues a RadSec server certificate for localhost/127.0.0.1.
+func mintServer(t testing.TB, ca *labpki.Cert) device {
+	t.Helper()
+	now := time.Now()
+	return mintLeaf(t, ca, "localhost", now.Add(-time.Hour), now.Add(24*time.Hour), func(c *x509.Certificate) {
+		c.DNSNames = []string{"localhost"}
+		c.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+		c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	})
+}
+
+func mintLeaf(t testing.TB, ca *labpki.Cert, cn string, from, to time.Time, edit func(*x509.Certificate)) device {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -42,12 +58,12 @@ func mintDevice(t testing.TB, ca *labpki.Cert, cn string, from, to time.Time) de
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: cn},
-		DNSNames:     []string{cn},
 		NotBefore:    from,
 		NotAfter:     to,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
+	edit(tmpl)
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.X509, &key.PublicKey, ca.Signer)
 	if err != nil {
 		t.Fatal(err)
