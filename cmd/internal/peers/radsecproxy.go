@@ -43,6 +43,10 @@ type RadsecproxyOptions struct {
 	NoWaitUpstream bool
 	// LogLevel is radsecproxy's -d level 1..5; 3 when 0.
 	LogLevel int
+	// ListenTLS, when set, is a 127.0.0.1 port where radsecproxy also
+	// accepts RadSec from 127.0.0.0/8 clients whose certificates chain to
+	// CAFile (radsecproxy as a RadSec server, for comparisons).
+	ListenTLS int
 }
 
 // Radsecproxy is a running radsecproxy.
@@ -128,6 +132,10 @@ func StartRadsecproxy(ctx context.Context, dir string, opts RadsecproxyOptions) 
 	}
 	// radsecproxy's config has no quoting; paths come from our own temp
 	// dirs, secrets from tests.
+	tlsIn := ""
+	if opts.ListenTLS != 0 {
+		tlsIn = fmt.Sprintf("ListenTLS 127.0.0.1:%d\nclient tlsclients {\n\thost 127.0.0.0/8\n\ttype tls\n\ttls default\n\tsecret radsec\n}\n", opts.ListenTLS)
+	}
 	conf := fmt.Sprintf(`# written by mxedge peers
 ListenUDP %s
 LogLevel %d
@@ -136,14 +144,14 @@ tls default {
 	CertificateFile %s
 	CertificateKeyFile %s
 }
-client lo {
+%sclient lo {
 	host 127.0.0.1
 	type udp
 	secret %s
 }
 %srealm * {
 %s}
-`, r.Addr, opts.LogLevel, opts.CAFile, opts.CertFile, opts.KeyFile, opts.Secret, blocks.String(), names.String())
+`, r.Addr, opts.LogLevel, opts.CAFile, opts.CertFile, opts.KeyFile, tlsIn, opts.Secret, blocks.String(), names.String())
 	if err := os.WriteFile(r.Conf, []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
