@@ -55,6 +55,7 @@ type App struct {
 	// CA files cloud was built from: a rotated file is a change too.
 	cloudLoaded [3]time.Time
 	servers     []*udp.Server
+	radsecL     *radsecListener // nil while off (radseclisten.go)
 	conns       []net.PacketConn
 	metrics     net.Listener
 	// selfSecret authenticates the watchdog's self-check (see watchdog.go).
@@ -174,6 +175,10 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 		return nil, err
 	}
 	if err := a.listen(ctx, cfg); err != nil {
+		a.closeAll()
+		return nil, err
+	}
+	if err := a.startRadSec(ctx, cfg); err != nil {
 		a.closeAll()
 		return nil, err
 	}
@@ -384,6 +389,11 @@ func (a *App) Reload() error {
 		a.reloadOK.Set(0)
 		return err
 	}
+	if err := a.reloadRadSec(cfg); err != nil {
+		a.reloads.WithLabelValues("error").Inc()
+		a.reloadOK.Set(0)
+		return err
+	}
 	rs := cloudRadSec(cfg)
 	if !reflect.DeepEqual(rs, a.cloudRS) || certsChanged(rs, a.cloudLoaded) {
 		pool, err := a.newCloudPool(rs)
@@ -433,6 +443,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.Shutdown(ctx) }()
 	}
+	wg.Go(func() { a.radsecL.shutdown(ctx) })
 	wg.Wait()
 	a.closeAll()
 	return nil
@@ -455,6 +466,7 @@ func (a *App) closeAll() {
 	for _, c := range a.conns {
 		c.Close()
 	}
+	a.radsecL.close()
 	if a.cloud != nil {
 		a.cloud.Close()
 	}

@@ -38,8 +38,13 @@ type Options struct {
 	// RADIUSClients are pushed to edges as their RADIUS clients
 	// (SetRADIUSClients changes them while serving).
 	RADIUSClients []cloudlink.RADIUSClient
-	Now           func() time.Time
-	Logger        *slog.Logger
+	// Cluster names the edge cluster that every edge registering here
+	// joins: edges of one cluster each register with their own code and
+	// sync the same clients, each keeping its own cache and outbox, so
+	// that devices can fail over between them. Empty: no cluster.
+	Cluster string
+	Now     func() time.Time
+	Logger  *slog.Logger
 }
 
 // Cloud is the lab cloud's state and handlers. It is safe for concurrent use.
@@ -246,6 +251,8 @@ type Stats struct {
 	EventsReceived   int `json:"events_received"`
 	EventsDuplicates int `json:"events_duplicates"`
 	Heartbeats       int `json:"heartbeats"`
+	// Clusters lists the edge IDs registered in each cluster.
+	Clusters map[string][]string `json:"clusters,omitempty"`
 }
 
 // Stats counts what the lab cloud holds.
@@ -272,6 +279,12 @@ func (c *Cloud) Stats() Stats {
 		}
 	}
 	for _, e := range c.st.Edges {
+		if e.Cluster != "" {
+			if s.Clusters == nil {
+				s.Clusters = map[string][]string{}
+			}
+			s.Clusters[e.Cluster] = append(s.Clusters[e.Cluster], e.ID)
+		}
 		if !e.LastHeartbeat.IsZero() {
 			s.Heartbeats++
 		}
@@ -411,7 +424,7 @@ func (c *Cloud) register(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusInternalServerError, cloudlink.CodeInternal, err.Error())
 			return
 		}
-		e = &edge{ID: id, Code: req.Code, PublicKey: pub, Hostname: req.Hostname, RegisteredAt: c.opts.Now(),
+		e = &edge{ID: id, Code: req.Code, PublicKey: pub, Hostname: req.Hostname, RegisteredAt: c.opts.Now(), Cluster: c.opts.Cluster,
 			ServerCert: string(certPEM), ServerKey: string(keyPEM)}
 		c.st.Edges[id] = e
 		cd.EdgeID = id
@@ -422,7 +435,7 @@ func (c *Cloud) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.save()
-	c.log.Info("labcloud: edge registered", "edge", e.ID, "hostname", req.Hostname)
+	c.log.Info("labcloud: edge registered", "edge", e.ID, "hostname", req.Hostname, "cluster", e.Cluster)
 	var radsec []string
 	if c.radsecURL != "" {
 		radsec = []string{c.radsecURL}

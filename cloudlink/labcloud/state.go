@@ -44,6 +44,7 @@ type edge struct {
 	Status        map[string]string `json:"status,omitempty"`
 	ServerCert    string            `json:"server_cert"`
 	ServerKey     string            `json:"server_key"`
+	Cluster       string            `json:"cluster,omitempty"`
 }
 
 // record is one cache entry's latest state; Entry nil is a tombstone.

@@ -40,8 +40,9 @@ Usage:
                 [--mab aabbccddeeff=41,...] [--mab-file FILE] [--code CODE]
                 [--seed N] [--lose-cursor] [--org-ca FILE [--org-crl FILE,...]]
                 [--eap-cert FILE --eap-key FILE] [--eap-vlan CN=VLAN,...]
-                [--client NAME=CIDR:SECRET ...]
-      Prints "mxcloud ready api=URL radsec=ADDR ca=FILE code=CODE" once serving.
+                [--client NAME=CIDR:SECRET ...] [--cluster NAME --edges N]
+      Prints "mxcloud ready api=URL radsec=ADDR ca=FILE code=CODE codes=CODE,..."
+      once serving: one registration code per edge (--edges) of the cluster.
   mxcloud code        [--dir DIR]   issue a registration code (asks the running serve)
   mxcloud stats       [--dir DIR]   print the lab counters (edges, auths, events unique/duplicate)
   mxcloud event-types [--dir DIR]   print the events received, counted by type (TYPE=N)
@@ -106,6 +107,8 @@ type serveFlags struct {
 	orgCA, orgCRL      string
 	eap                eapFlags
 	clients            clientFlag
+	cluster            string
+	edges              int
 }
 
 func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -126,6 +129,8 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.orgCA, "org-ca", "", "PEM file of org CA certificates pushed to edges (offline EAP-TLS)")
 	fs.StringVar(&f.orgCRL, "org-crl", "", "comma-separated PEM CRL files pushed with --org-ca")
 	f.eap.register(fs)
+	fs.StringVar(&f.cluster, "cluster", "", "edge cluster that registering edges join (see docs/radsec-listener.md)")
+	fs.IntVar(&f.edges, "edges", 1, "registration codes to issue, one per edge of the cluster; printed as codes=A,B,...")
 	fs.Var(&f.clients, "client", "RADIUS client pushed to edges: NAME=IP-or-CIDR:SECRET (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -158,7 +163,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	cl, err := labcloud.Open(labcloud.Options{
-		Dir: f.dir, MAB: mab, Logger: log, OrgCA: orgCA, RADIUSClients: f.clients,
+		Dir: f.dir, MAB: mab, Logger: log, OrgCA: orgCA, RADIUSClients: f.clients, Cluster: f.cluster,
 		Survivability: cloudlink.Survivability{Enabled: true, CacheTTLDays: f.ttlDays,
 			DefaultMABVLAN: f.mabVLAN, DefaultDot1XVLAN: f.dot1xVLAN},
 	})
@@ -176,6 +181,10 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		code = cl.NewCode()
 	} else {
 		cl.AddCode(code)
+	}
+	codes := []string{code}
+	for len(codes) < f.edges {
+		codes = append(codes, cl.NewCode())
 	}
 
 	apiTLS, err := cl.APITLS()
@@ -220,7 +229,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := os.WriteFile(filepath.Join(f.dir, endpointsFile), ep, 0o644); err != nil {
 		log.Warn("writing endpoints file", "err", err)
 	}
-	fmt.Fprintf(stdout, "mxcloud ready api=%s radsec=%s ca=%s code=%s\n", apiURL, rsLn.Addr(), cl.CAFile(), code)
+	fmt.Fprintf(stdout, "mxcloud ready api=%s radsec=%s ca=%s code=%s codes=%s\n", apiURL, rsLn.Addr(), cl.CAFile(), code, strings.Join(codes, ","))
 
 	select {
 	case <-ctx.Done():

@@ -97,6 +97,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		for _, w := range cfg.Warnings() {
 			fmt.Fprintln(stderr, "warning:", w)
 		}
+		if off := cfg.RadSecListenerOff(); off != "" && len(cfg.RadSec.Listen) > 0 {
+			fmt.Fprintln(stderr, "warning:", off) // the daemon logs the same at start
+		}
 		fmt.Fprintf(stdout, "%s: ok\n", *cfgPath)
 		return 0
 	case "register":

@@ -123,6 +123,29 @@ type RadSec struct {
 	Cert     string   `yaml:"cert"`
 	Key      string   `yaml:"key"`
 	ClientCA string   `yaml:"client_ca"`
+	// AllowedSubjects are shell patterns (path.Match) that a device
+	// certificate's CN or one of its DNS, email or URI SANs must match;
+	// empty allows every certificate that chains to ClientCA.
+	AllowedSubjects []string `yaml:"allowed_subjects"`
+	// Sites map device certificates to the site their requests carry
+	// (for the cache, events and caching_site_ids); first match wins.
+	Sites            []RadSecSite  `yaml:"sites"`
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	IdleTimeout      time.Duration `yaml:"idle_timeout"` // 0 never closes an idle connection
+	MaxConnections   int           `yaml:"max_connections"`
+	// MaxConnectionsPerSource bounds connections, handshakes included,
+	// from one IP address.
+	MaxConnectionsPerSource int `yaml:"max_connections_per_source"`
+	// MaxInflightPerConnection bounds requests being answered at once on
+	// one connection; reading stops while it is reached.
+	MaxInflightPerConnection int `yaml:"max_inflight_per_connection"`
+}
+
+// RadSecSite assigns Site to device certificates whose CN or a SAN
+// matches the shell pattern Match.
+type RadSecSite struct {
+	Match string `yaml:"match"`
+	Site  string `yaml:"site"`
 }
 
 // Cloud configures how the edge reaches the cloud.
@@ -258,6 +281,12 @@ func Default() *Config {
 			Cert:     "/etc/mxedge/tls/radsec.pem",
 			Key:      "/etc/mxedge/tls/radsec.key",
 			ClientCA: "/etc/mxedge/tls/devices-ca.pem",
+
+			HandshakeTimeout:         5 * time.Second,
+			IdleTimeout:              10 * time.Minute,
+			MaxConnections:           4096,
+			MaxConnectionsPerSource:  16,
+			MaxInflightPerConnection: 256,
 		},
 		Cloud: Cloud{
 			RadSec: CloudRadSec{

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -126,6 +127,31 @@ func (r *RadSec) validate(p *problems) {
 		required(p, "radsec.cert", r.Cert, "when radsec.listen is set")
 		required(p, "radsec.key", r.Key, "when radsec.listen is set")
 		required(p, "radsec.client_ca", r.ClientCA, "when radsec.listen is set")
+	}
+	for i, pat := range r.AllowedSubjects {
+		subjectPattern(p, fmt.Sprintf("radsec.allowed_subjects[%d]", i), pat)
+	}
+	for i, s := range r.Sites {
+		key := fmt.Sprintf("radsec.sites[%d]", i)
+		subjectPattern(p, key+".match", s.Match)
+		required(p, key+".site", s.Site, "")
+	}
+	positive(p, "radsec.handshake_timeout", r.HandshakeTimeout)
+	notNegative(p, "radsec.idle_timeout", r.IdleTimeout)
+	intRange(p, "radsec.max_connections", r.MaxConnections, 1, 1<<20)
+	intRange(p, "radsec.max_connections_per_source", r.MaxConnectionsPerSource, 1, max(r.MaxConnections, 1))
+	// One connection has 256 RADIUS identifiers.
+	intRange(p, "radsec.max_inflight_per_connection", r.MaxInflightPerConnection, 1, 256)
+}
+
+// subjectPattern checks a certificate name pattern (path.Match syntax).
+func subjectPattern(p *problems, key, pat string) {
+	if pat == "" {
+		p.add(key, "is required")
+		return
+	}
+	if _, err := path.Match(pat, ""); err != nil {
+		p.add(key, fmt.Sprintf("%q is not a pattern: %v", pat, err))
 	}
 }
 

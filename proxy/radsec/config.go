@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/mxedge/mxedge/proxy"
 )
 
 // Defaults for Config and ServerConfig.
@@ -92,40 +90,6 @@ func (c *Config) setDefaults() error {
 	if c.Dial == nil {
 		d := &net.Dialer{KeepAlive: 30 * time.Second}
 		c.Dial = d.DialContext
-	}
-	return nil
-}
-
-// ServerConfig configures a Server.
-type ServerConfig struct {
-	Handler proxy.Handler
-	// MaxInFlight bounds concurrent handler calls per connection; reading
-	// stops while it is reached.
-	MaxInFlight int
-	// IdleTimeout closes a connection that has sent nothing for that long;
-	// 0 never does. bis §3.10 calls 30–60 s unreasonable; 10–15 min is usual.
-	IdleTimeout      time.Duration
-	WriteTimeout     time.Duration
-	HandshakeTimeout time.Duration
-	Logger           *slog.Logger
-	Registerer       prometheus.Registerer
-}
-
-func (c *ServerConfig) setDefaults() error {
-	if c.Handler == nil {
-		return errors.New("radsec: server without handler")
-	}
-	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = DefaultMaxInFlight
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = DefaultWriteTimeout
-	}
-	if c.HandshakeTimeout <= 0 {
-		c.HandshakeTimeout = DefaultHandshakeTimeout
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return nil
 }

@@ -47,6 +47,11 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*serverConn]struct{}
+	// open counts accepted connections, handshakes included, in total and
+	// per source address, for MaxConns and MaxConnsPerSource.
+	open     int
+	perSrc   map[netip.Addr]int
+	refusals atomic.Int64 // connections closed at accept, for rate-limited logs
 }
 
 // ServerTLS returns a server TLS config with the RadSec requirements
@@ -77,6 +82,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		outcomes:  map[proxy.Outcome]prometheus.Counter{},
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*serverConn]struct{}{},
+		perSrc:    map[netip.Addr]int{},
 	}
 	s.bufs.New = func() any { b := make([]byte, 0, packet.MaxLen); return &b }
 	s.reqs.New = func() any { return new(inbound) }
@@ -129,10 +135,55 @@ func (s *Server) Serve(ln net.Listener) error {
 			nc.Close()
 			return ErrServerClosed
 		}
+		src := addrPort(nc.RemoteAddr()).Addr().Unmap()
+		if reason := s.admit(src); reason != "" {
+			s.mu.Unlock()
+			s.m.drops.WithLabelValues(reason).Inc()
+			// A flood must not become a flood of log lines: the first
+			// refusal and then one in a thousand.
+			if n := s.refusals.Add(1); n == 1 || n%1000 == 0 {
+				s.log.Warn("radsec connection refused at accept", "peer", nc.RemoteAddr(), "reason", reason, "refused_so_far", n)
+			}
+			nc.Close()
+			continue
+		}
 		s.wg.Add(1)
+		s.m.conns.Inc()
 		s.mu.Unlock()
-		go s.serveConn(nc)
+		go s.serveConn(nc, src)
 	}
+}
+
+// admit counts a new connection from src against the limits, or returns
+// the reason it is refused. s.mu is held.
+func (s *Server) admit(src netip.Addr) string {
+	if s.cfg.MaxConns > 0 && s.open >= s.cfg.MaxConns {
+		return dropMaxConns
+	}
+	if s.cfg.MaxConnsPerSource > 0 && s.perSrc[src] >= s.cfg.MaxConnsPerSource {
+		return dropMaxConnsSource
+	}
+	s.open++
+	s.perSrc[src]++
+	return ""
+}
+
+// release undoes admit when a connection ends.
+func (s *Server) release(src netip.Addr) {
+	s.mu.Lock()
+	s.open--
+	if s.perSrc[src]--; s.perSrc[src] <= 0 {
+		delete(s.perSrc, src)
+	}
+	s.mu.Unlock()
+	s.m.conns.Dec()
+}
+
+// Open returns the number of open connections, handshakes included.
+func (s *Server) Open() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.open
 }
 
 // Shutdown stops accepting, stops reading on every connection so that no
@@ -192,6 +243,8 @@ type serverConn struct {
 	client *proxy.Client
 	src    netip.AddrPort
 	local  netip.AddrPort
+	kind   string
+	h      proxy.Handler
 	ctx    context.Context // cancelled when the connection is lost (bis §3.11)
 	cancel context.CancelFunc
 	wch    chan []byte
@@ -220,39 +273,63 @@ func addrPort(a net.Addr) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-func (s *Server) serveConn(nc net.Conn) {
+func (s *Server) serveConn(nc net.Conn, src netip.Addr) {
 	defer s.wg.Done()
+	defer s.release(src)
+	defer nc.Close()
 	tc, ok := nc.(*tls.Conn)
 	if !ok {
 		s.m.drops.WithLabelValues("not_tls").Inc()
 		s.log.Error("radsec listener is not a TLS listener; closing connection", "peer", nc.RemoteAddr())
-		nc.Close()
 		return
 	}
 	hctx, cancel := context.WithTimeout(s.ctx, s.cfg.HandshakeTimeout)
 	err := tc.HandshakeContext(hctx)
+	timedOut := hctx.Err() != nil
 	cancel()
 	if err != nil {
-		s.m.drops.WithLabelValues("handshake").Inc()
-		s.log.Info("radsec handshake failed", "peer", nc.RemoteAddr(), "err", err)
-		nc.Close()
+		reason := dropHandshake
+		if timedOut {
+			reason = dropHandshakeTimeout
+		}
+		s.m.drops.WithLabelValues(reason).Inc()
+		// A stalled handshake is what a flood is made of: counted, and
+		// logged only when debugging.
+		level := slog.LevelInfo
+		if timedOut {
+			level = slog.LevelDebug
+		}
+		s.log.Log(context.Background(), level, "radsec handshake failed", "peer", nc.RemoteAddr(), "reason", reason, "err", err)
 		return
 	}
 	st := tc.ConnectionState()
 	if len(st.PeerCertificates) == 0 {
 		s.m.drops.WithLabelValues("no_client_cert").Inc()
 		s.log.Warn("radsec peer without client certificate; is ClientAuth set?", "peer", nc.RemoteAddr())
-		nc.Close()
 		return
+	}
+	peer, err := s.cfg.Identify(st)
+	if err == nil && peer.Client == nil {
+		err = errors.New("no client")
+	}
+	if err != nil {
+		s.m.drops.WithLabelValues(dropRefused).Inc()
+		s.log.Warn("radsec peer refused", "peer", nc.RemoteAddr(), "cn", st.PeerCertificates[0].Subject.CommonName, "err", err)
+		return
+	}
+	if peer.Handler == nil {
+		peer.Handler = s.cfg.Handler
+	}
+	if peer.Kind == "" {
+		peer.Kind = "device"
 	}
 	ctx, cancelConn := context.WithCancel(s.ctx)
 	sc := &serverConn{
-		s:  s,
-		nc: tc,
-		client: &proxy.Client{
-			Name:   st.PeerCertificates[0].Subject.CommonName,
-			Secret: secret,
-		},
+		s:      s,
+		nc:     tc,
+		client: peer.Client,
+		kind:   peer.Kind,
+		h:      peer.Handler,
 		src:    addrPort(nc.RemoteAddr()),
 		local:  addrPort(nc.LocalAddr()),
 		ctx:    ctx,
@@ -265,13 +342,13 @@ func (s *Server) serveConn(nc net.Conn) {
 	if s.closing.Load() {
 		s.mu.Unlock()
 		cancelConn()
-		nc.Close()
 		return
 	}
 	s.conns[sc] = struct{}{}
 	s.mu.Unlock()
-	s.m.conns.Inc()
-	s.log.Debug("radsec connection", "peer", sc.src, "cn", sc.client.Name)
+	s.m.accepted.WithLabelValues(peer.Kind).Inc()
+	s.log.Info("radsec connection", "peer", sc.src, "kind", peer.Kind, "client", peer.Client.Name, "site", peer.Client.Site,
+		"tls", tls.VersionName(st.Version))
 
 	wdone := make(chan struct{})
 	go func() { sc.writeLoop(); close(wdone) }()
@@ -287,7 +364,7 @@ func (s *Server) serveConn(nc net.Conn) {
 	s.mu.Lock()
 	delete(s.conns, sc)
 	s.mu.Unlock()
-	s.m.conns.Dec()
+	s.log.Info("radsec connection closed", "peer", sc.src, "kind", sc.kind, "client", sc.client.Name)
 }
 
 // readLoop reads and dispatches requests. It reports whether it stopped
@@ -314,10 +391,11 @@ func (sc *serverConn) readLoop() (graceful bool) {
 				// Shutdown's deadline: the peer is still there to be answered.
 				return true
 			case timeout:
+				s.m.drops.WithLabelValues(dropIdle).Inc()
 				s.log.Debug("radsec connection idle; closing", "peer", sc.src)
 			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 			default:
-				s.m.drops.WithLabelValues("malformed").Inc()
+				s.m.drops.WithLabelValues(dropMalformed).Inc()
 				s.log.Info("radsec read failed; closing connection", "peer", sc.src, "err", err)
 			}
 			return false
@@ -400,7 +478,7 @@ func (sc *serverConn) handle(in *inbound) {
 		sc.done(in)
 		sc.work.Done()
 	}()
-	reply, outcome := s.cfg.Handler.ServeRADIUS(sc.ctx, &in.req)
+	reply, outcome := sc.h.ServeRADIUS(sc.ctx, &in.req)
 	s.count(outcome)
 	// Before the reply leaves: the peer may reuse the identifier and, for
 	// a request moved back to us, the authenticator as soon as it has it.

@@ -270,7 +270,11 @@ func TestServerShutdownDeadline(t *testing.T) {
 	srv := startServer(t, "", h, nil)
 	c, _ := newClient(t, []string{srv.addr}, nil)
 	go c.Exchange(context.Background(), accessRequest(t, 1, "k"))
-	waitFor(t, "request in flight", func() bool { return value(srv.m.conns) == 1 && len(srv.conns) == 1 })
+	waitFor(t, "request in flight", func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		return value(srv.m.conns) == 1 && len(srv.conns) == 1
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := srv.Shutdown(ctx); !errors.Is(err, context.Canceled) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -25,6 +26,13 @@ type RadsecproxyOptions struct {
 	Secret string
 	// Server is the RadSec server's host:port.
 	Server string
+	// Servers, when set instead of Server, are several RadSec servers
+	// that radsecproxy uses in failover, in this order (the backup-server
+	// list of a managed access point). Readiness waits for the first.
+	Servers []string
+	// StatusServer turns on radsecproxy's Status-Server probing of its
+	// servers, which is how it notices a dead one between requests.
+	StatusServer bool
 	// PKI supplies the client certificate (RadSecClient) and trust
 	// (RadSecCAFile) unless CertFile, KeyFile and CAFile are set.
 	PKI                       *labpki.PKI
@@ -35,6 +43,10 @@ type RadsecproxyOptions struct {
 	NoWaitUpstream bool
 	// LogLevel is radsecproxy's -d level 1..5; 3 when 0.
 	LogLevel int
+	// ListenTLS, when set, is a 127.0.0.1 port where radsecproxy also
+	// accepts RadSec from 127.0.0.0/8 clients whose certificates chain to
+	// CAFile (radsecproxy as a RadSec server, for comparisons).
+	ListenTLS int
 }
 
 // Radsecproxy is a running radsecproxy.
@@ -79,9 +91,26 @@ func StartRadsecproxy(ctx context.Context, dir string, opts RadsecproxyOptions) 
 	if opts.CertFile == "" || opts.KeyFile == "" || opts.CAFile == "" {
 		return nil, errors.New("peers: radsecproxy needs a client certificate, key and CA")
 	}
-	host, port, err := net.SplitHostPort(opts.Server)
-	if err != nil {
-		return nil, fmt.Errorf("peers: radsecproxy server %q: %w", opts.Server, err)
+	servers := opts.Servers
+	if len(servers) == 0 {
+		servers = []string{opts.Server}
+	}
+	var blocks, names strings.Builder
+	for i, srv := range servers {
+		host, port, err := net.SplitHostPort(srv)
+		if err != nil {
+			return nil, fmt.Errorf("peers: radsecproxy server %q: %w", srv, err)
+		}
+		name := radsecproxyServerName
+		if i > 0 {
+			name = fmt.Sprintf("%s%d", radsecproxyServerName, i)
+		}
+		status := "off"
+		if opts.StatusServer {
+			status = "on"
+		}
+		fmt.Fprintf(&blocks, "server %s {\n\thost %s\n\tport %s\n\ttype tls\n\ttls default\n\tsecret radsec\n\tStatusServer %s\n}\n", name, host, port, status)
+		fmt.Fprintf(&names, "\tserver %s\n\taccountingServer %s\n", name, name)
 	}
 	if opts.Secret == "" {
 		opts.Secret = "testing123"
@@ -103,6 +132,10 @@ func StartRadsecproxy(ctx context.Context, dir string, opts RadsecproxyOptions) 
 	}
 	// radsecproxy's config has no quoting; paths come from our own temp
 	// dirs, secrets from tests.
+	tlsIn := ""
+	if opts.ListenTLS != 0 {
+		tlsIn = fmt.Sprintf("ListenTLS 127.0.0.1:%d\nclient tlsclients {\n\thost 127.0.0.0/8\n\ttype tls\n\ttls default\n\tsecret radsec\n}\n", opts.ListenTLS)
+	}
 	conf := fmt.Sprintf(`# written by mxedge peers
 ListenUDP %s
 LogLevel %d
@@ -111,24 +144,14 @@ tls default {
 	CertificateFile %s
 	CertificateKeyFile %s
 }
-client lo {
+%sclient lo {
 	host 127.0.0.1
 	type udp
 	secret %s
 }
-server %s {
-	host %s
-	port %s
-	type tls
-	tls default
-	secret radsec
-}
-realm * {
-	server %s
-	accountingServer %s
-}
-`, r.Addr, opts.LogLevel, opts.CAFile, opts.CertFile, opts.KeyFile, opts.Secret,
-		radsecproxyServerName, host, port, radsecproxyServerName, radsecproxyServerName)
+%srealm * {
+%s}
+`, r.Addr, opts.LogLevel, opts.CAFile, opts.CertFile, opts.KeyFile, tlsIn, opts.Secret, blocks.String(), names.String())
 	if err := os.WriteFile(r.Conf, []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
