@@ -162,7 +162,7 @@ func sendableFrom(addr string) bool {
 }
 
 // TestLocalMABEventsSurviveKill: under local MAB load with
-// survivability.events_durable (the default), kill -9 the daemon several
+// survivability.events_durable: true, kill -9 the daemon several
 // times; after each kill every request it answered has its NAC event in
 // the cache file's outbox.
 func TestLocalMABEventsSurviveKill(t *testing.T) {
@@ -176,6 +176,7 @@ func TestLocalMABEventsSurviveKill(t *testing.T) {
 				c.StateDir = stateDir
 			}
 			c.LogLevel = "info"
+			c.Survivability += "  events_durable: true\n"
 		})
 		if stateDir == "" {
 			stateDir = dir

@@ -310,7 +310,7 @@ func Default() *Config {
 			LocalSessionTimeout: time.Hour,
 			LocalSessionJitter:  0.25,
 			AccountingStore:     1000000,
-			EventsDurable:       true,
+			EventsDurable:       false,
 			Health: Health{
 				ProbeInterval: 5 * time.Second,
 				ProbeTimeout:  2 * time.Second,
