@@ -219,7 +219,7 @@ func TestRules(t *testing.T) {
 		{"edge/nac", "edge", true},
 		{"edge/nac", "edge/config", true},
 		{"edge/nac/eaptls", "proxy/packet", false},
-		{"edge", "cmd/internal/labpki", true},
+		{"edge", "cmd/internal/load", true},
 		{"edge", "internal/labpki", true},
 		{"edge", "cloudlink/labcloud", true},
 		{"edge/console", "cache", false},
