@@ -1,7 +1,6 @@
 package cloudlink_test
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -21,14 +20,12 @@ func TestRegister(t *testing.T) {
 	l := mustLab(t)
 	dir := filepath.Join(t.TempDir(), "state")
 	code := l.cloud.NewCode()
-	var out bytes.Buffer
-	err := cloudlink.RegisterCmd(ctxT(t), &out, code, l.srv.URL, dir, cloudlink.RegisterOptions{CAFile: l.caFile()})
+	reg, err := cloudlink.Register(ctxT(t), l.srv.URL, code, dir, cloudlink.RegisterOptions{CAFile: l.caFile()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "registration finished successfully. (regfile at " + filepath.Join(dir, cloudlink.RegFile) + ")\n"
-	if !strings.HasSuffix(out.String(), want) {
-		t.Errorf("output %q, want suffix %q", out.String(), want)
+	if want := filepath.Join(dir, cloudlink.RegFile); reg.Path != want {
+		t.Errorf("registration at %q, want %q", reg.Path, want)
 	}
 	fi, err := os.Stat(filepath.Join(dir, cloudlink.KeyFile))
 	if err != nil {
@@ -37,7 +34,7 @@ func TestRegister(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("key mode %v, want 0600", fi.Mode().Perm())
 	}
-	reg, err := cloudlink.LoadRegistration(dir)
+	reg, err = cloudlink.LoadRegistration(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

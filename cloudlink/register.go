@@ -12,7 +12,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -165,18 +164,6 @@ func checkIssued(resp *RegisterResponse, key *ecdsa.PrivateKey) error {
 	if !x509.NewCertPool().AppendCertsFromPEM([]byte(resp.CABundle)) {
 		return errors.New("registration failed: the cloud returned no CA bundle")
 	}
-	return nil
-}
-
-// RegisterCmd is `mxedge register`: it registers and prints the result
-// line operators and scripts look for.
-func RegisterCmd(ctx context.Context, w io.Writer, code, cloudURL, stateDir string, opts RegisterOptions) error {
-	reg, err := Register(ctx, cloudURL, code, stateDir, opts)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "edge %s registered (org %s, site %s)\n", reg.EdgeID, reg.OrgID, reg.SiteID)
-	fmt.Fprintf(w, "registration finished successfully. (regfile at %s)\n", reg.Path)
 	return nil
 }
 

@@ -56,7 +56,7 @@ type App struct {
 	cloudLoaded [3]time.Time
 	servers     []*udp.Server
 	radsecL     *radsecListener // nil while off (radseclisten.go)
-	conns       []net.PacketConn
+	conns       []boundConn
 	metrics     net.Listener
 	// selfSecret authenticates the watchdog's self-check (see watchdog.go).
 	selfSecret []byte
@@ -334,7 +334,7 @@ func (a *App) listen(ctx context.Context, cfg *config.Config) error {
 			if err != nil {
 				return fmt.Errorf("radius.%s_listen: %w", kind, err)
 			}
-			a.conns = append(a.conns, pc)
+			a.conns = append(a.conns, boundConn{kind, pc})
 			go func() {
 				if err := srv.Serve(pc); err != nil && ctx.Err() == nil {
 					a.log.Error("listener stopped", "addr", pc.LocalAddr().String(), "err", err)
@@ -345,19 +345,20 @@ func (a *App) listen(ctx context.Context, cfg *config.Config) error {
 	return nil
 }
 
+// boundConn is a RADIUS socket bound at start and what it serves. The kind
+// is recorded at bind time: a reload may change radius.auth_listen in the
+// config without rebinding anything.
+type boundConn struct {
+	kind string // "auth" or "acct"
+	pc   net.PacketConn
+}
+
 // AuthAddrs returns the bound auth listener addresses (for tests on :0).
-func (a *App) AuthAddrs() []net.Addr { return a.addrs("auth") }
-
-// AcctAddrs returns the bound accounting listener addresses.
-func (a *App) AcctAddrs() []net.Addr { return a.addrs("acct") }
-
-func (a *App) addrs(kind string) []net.Addr {
-	cfg := a.cfg.Load()
-	n := len(cfg.RADIUS.AuthListen)
+func (a *App) AuthAddrs() []net.Addr {
 	var out []net.Addr
-	for i, c := range a.conns {
-		if (kind == "auth") == (i < n) {
-			out = append(out, c.LocalAddr())
+	for _, c := range a.conns {
+		if c.kind == "auth" {
+			out = append(out, c.pc.LocalAddr())
 		}
 	}
 	return out
@@ -464,7 +465,7 @@ func (a *App) closeAll() {
 		a.local.close(ctx)
 	}()
 	for _, c := range a.conns {
-		c.Close()
+		c.pc.Close()
 	}
 	a.radsecL.close()
 	if a.cloud != nil {

@@ -15,8 +15,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mxedge/mxedge/cmd/internal/labpki"
 	"github.com/mxedge/mxedge/cmd/internal/peers"
+	"github.com/mxedge/mxedge/internal/labpki"
 )
 
 // demoCmd runs the whole product on loopback: a lab PKI, the lab cloud's

@@ -23,6 +23,9 @@ import (
 // radsecSecret is the shared secret inside RadSec (RFC 6614 §2.3).
 var radsecSecret = []byte("radsec")
 
+// radsecClient signs the lab NAC's answers with radsecSecret.
+var radsecClient = &proxy.Client{Name: "radsec", Secret: radsecSecret}
+
 // eapCN is the subject of the EAP server certificate the lab issues itself
 // when --eap-cert is not given.
 const eapCN = "mxcloud-nac"
@@ -188,30 +191,23 @@ func (n *nac) ServeRADIUS(ctx context.Context, req *proxy.Request) ([]byte, prox
 	return n.reply(p, packet.CodeAccessAccept, vlan)
 }
 
-// reply encodes a signed response: Message-Authenticator first on access
-// replies, Proxy-State copied, the RFC 3580 VLAN trio when vlan is set.
+// reply answers req through proxy.Reply (Message-Authenticator first,
+// Proxy-State copied, signed) with the RFC 3580 VLAN trio when vlan is set.
+// Inside RadSec the secret is always "radsec", whoever the client is.
 func (n *nac) reply(req *packet.Packet, code packet.Code, vlan string) ([]byte, proxy.Outcome) {
-	b := packet.Append(make([]byte, 0, 128), code, req.ID, req.Authenticator)
-	if code != packet.CodeAccountingResponse {
-		b = packet.AppendMessageAuthenticator(b)
-	}
-	var err error
-	if vlan != "" {
-		if b, err = packet.AppendAttr(b, packet.AttrTunnelType, []byte{0, 0, 0, 13}); err == nil { // VLAN
-			if b, err = packet.AppendAttr(b, packet.AttrTunnelMediumType, []byte{0, 0, 0, 6}); err == nil { // IEEE-802
-				b, err = packet.AppendAttr(b, packet.AttrTunnelPrivateGroupID, []byte(vlan))
-			}
+	b, err := proxy.Reply(&proxy.Request{Packet: req, Client: radsecClient}, code, func(b []byte) ([]byte, error) {
+		if vlan == "" {
+			return b, nil
 		}
-	}
-	for _, a := range req.Attrs {
-		if err == nil && a.Type == packet.AttrProxyState {
-			b, err = packet.AppendAttr(b, packet.AttrProxyState, a.Value)
+		var err error
+		if b, err = packet.AppendAttr(b, packet.AttrTunnelType, []byte{0, 0, 0, 13}); err != nil { // VLAN
+			return b, err
 		}
-	}
-	if err == nil {
-		auth := req.Authenticator
-		err = packet.Sign(b, radsecSecret, &auth)
-	}
+		if b, err = packet.AppendAttr(b, packet.AttrTunnelMediumType, []byte{0, 0, 0, 6}); err != nil { // IEEE-802
+			return b, err
+		}
+		return packet.AppendAttr(b, packet.AttrTunnelPrivateGroupID, []byte(vlan))
+	})
 	if err != nil {
 		n.log.Error("mxcloud: encoding reply", "err", err)
 		return nil, proxy.OutcomeDropped

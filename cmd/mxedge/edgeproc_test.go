@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxedge/mxedge/cmd/internal/labpki"
 	"github.com/mxedge/mxedge/cmd/internal/peers"
+	"github.com/mxedge/mxedge/internal/labpki"
 )
 
 // edgeBin is the mxedge binary under test, built once by TestMain (or

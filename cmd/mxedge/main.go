@@ -134,12 +134,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
-		if err := cloudlink.RegisterCmd(ctx, stdout, *code, *cloudURL, *stateDir, cloudlink.RegisterOptions{
+		reg, err := cloudlink.Register(ctx, *cloudURL, *code, *stateDir, cloudlink.RegisterOptions{
 			CAFile: *caFile, ProxyURL: cfg.Cloud.ProxyURL, Version: version,
-		}); err != nil {
+		})
+		if err != nil {
 			fmt.Fprintln(stderr, "mxedge register:", err)
 			return 1
 		}
+		// The line operators and scripts look for.
+		fmt.Fprintf(stdout, "edge %s registered (org %s, site %s)\n", reg.EdgeID, reg.OrgID, reg.SiteID)
+		fmt.Fprintf(stdout, "registration finished successfully. (regfile at %s)\n", reg.Path)
 		return 0
 	case "run":
 		if err := fs.Parse(args); err != nil {

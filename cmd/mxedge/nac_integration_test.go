@@ -16,9 +16,9 @@ import (
 
 	"github.com/mxedge/mxedge/cache"
 	"github.com/mxedge/mxedge/cmd/internal/eapload"
-	"github.com/mxedge/mxedge/cmd/internal/labpki"
 	"github.com/mxedge/mxedge/cmd/internal/load"
 	"github.com/mxedge/mxedge/cmd/internal/peers"
+	"github.com/mxedge/mxedge/internal/labpki"
 )
 
 // Local NAC values: the cache is seeded with these before mxedge starts.

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxedge/mxedge/cmd/internal/labpki"
 	"github.com/mxedge/mxedge/cmd/internal/load"
 	"github.com/mxedge/mxedge/cmd/internal/peers"
+	"github.com/mxedge/mxedge/internal/labpki"
 )
 
 // BenchmarkRadSecListenerMAB measures CPU per answered MAB request for

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxedge/mxedge/cmd/internal/labpki"
 	"github.com/mxedge/mxedge/cmd/internal/peers"
+	"github.com/mxedge/mxedge/internal/labpki"
 	"github.com/mxedge/mxedge/proxy/packet"
 	"github.com/mxedge/mxedge/proxy/radsec"
 )

@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxedge/mxedge/cmd/internal/labpki"
 	"github.com/mxedge/mxedge/cmd/internal/load"
 	"github.com/mxedge/mxedge/cmd/internal/peers"
 	"github.com/mxedge/mxedge/edge"
+	"github.com/mxedge/mxedge/internal/labpki"
 	"github.com/mxedge/mxedge/proxy/packet"
 )
 

@@ -26,9 +26,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/mxedge/mxedge/cmd/internal/labpki"
 	"github.com/mxedge/mxedge/cmd/internal/load"
 	"github.com/mxedge/mxedge/cmd/internal/peers"
+	"github.com/mxedge/mxedge/internal/labpki"
 )
 
 func main() {

@@ -40,37 +40,56 @@ const (
 // attrDef names an attribute the cloud may cache by name only. The table is
 // deliberately small: the cloud sends type numbers (or raw values) for
 // anything else, and an attribute we cannot place is skipped, not guessed.
+//
+// values names the integer values of this one attribute (matched without
+// regard to case): "VLAN" is a Tunnel-Type, not a Session-Timeout, so
+// `Session-Timeout: vlan` is refused instead of encoding 13. The names are
+// the RADIUS dictionaries' (layeh.com/radius's where it has them, which a
+// test checks; Tunnel-Type VLAN is RFC 3580's, which layeh lacks).
 type attrDef struct {
 	name   string
 	vendor uint32
 	typ    uint8
 	kind   kind
+	values map[string]uint32
 }
 
+// Named values of the integer attributes that have them.
+var (
+	serviceTypes = map[string]uint32{
+		"login-user": 1, "framed-user": 2, "callback-login-user": 3, "callback-framed-user": 4,
+		"outbound-user": 5, "administrative-user": 6, "nas-prompt-user": 7, "authenticate-only": 8,
+		"callback-nas-prompt": 9, "call-check": 10, "callback-administrative": 11,
+	}
+	terminationActions = map[string]uint32{"default": 0, "radius-request": terminationRADIUS}
+	tunnelTypes        = map[string]uint32{"pptp": 1, "l2tp": 3, "gre": 10, "vlan": tunnelTypeVLAN}
+	tunnelMediumTypes  = map[string]uint32{"ipv4": 1, "ipv6": 2, "ieee-802": tunnelMediumIEEE802}
+)
+
 var attrDefs = []attrDef{
-	{"User-Name", 0, 1, kindString},
-	{"Service-Type", 0, 6, kindInteger},
-	{"Framed-IP-Address", 0, 8, kindIPv4},
-	{"Filter-Id", 0, attrFilterID, kindString},
-	{"Framed-MTU", 0, 12, kindInteger},
-	{"Reply-Message", 0, 18, kindString},
-	{"Class", 0, 25, kindString},
-	{"Session-Timeout", 0, attrSessionTimeout, kindInteger},
-	{"Idle-Timeout", 0, 28, kindInteger},
-	{"Termination-Action", 0, attrTerminationAction, kindInteger},
-	{"Egress-VLANID", 0, 56, kindInteger},
-	{"Egress-VLAN-Name", 0, 58, kindString},
-	{"Tunnel-Type", 0, packet.AttrTunnelType, kindTaggedInt},
-	{"Tunnel-Medium-Type", 0, packet.AttrTunnelMediumType, kindTaggedInt},
-	{"Tunnel-Private-Group-ID", 0, packet.AttrTunnelPrivateGroupID, kindString},
-	{"Acct-Interim-Interval", 0, 85, kindInteger},
-	{"NAS-Filter-Rule", 0, 92, kindString},
-	{"Cisco-AVPair", vendorCisco, ciscoAVPair, kindString},
-	{"Aruba-User-Role", vendorAruba, arubaUserRole, kindString},
-	{"Aruba-User-Vlan", vendorAruba, 2, kindInteger},
-	{"Aruba-Named-User-Vlan", vendorAruba, 9, kindString},
-	{"Airespace-Interface-Name", 14179, 5, kindString},
-	{"Airespace-ACL-Name", 14179, 6, kindString},
+	{"User-Name", 0, 1, kindString, nil},
+	{"Service-Type", 0, 6, kindInteger, serviceTypes},
+	{"Framed-IP-Address", 0, 8, kindIPv4, nil},
+	{"Filter-Id", 0, attrFilterID, kindString, nil},
+	{"Framed-MTU", 0, 12, kindInteger, nil},
+	{"Reply-Message", 0, 18, kindString, nil},
+	{"Class", 0, 25, kindString, nil},
+	{"Session-Timeout", 0, attrSessionTimeout, kindInteger, nil},
+	{"Idle-Timeout", 0, 28, kindInteger, nil},
+	{"Termination-Action", 0, attrTerminationAction, kindInteger, terminationActions},
+	{"Egress-VLANID", 0, 56, kindInteger, nil},
+	{"Egress-VLAN-Name", 0, 58, kindString, nil},
+	{"Tunnel-Type", 0, packet.AttrTunnelType, kindTaggedInt, tunnelTypes},
+	{"Tunnel-Medium-Type", 0, packet.AttrTunnelMediumType, kindTaggedInt, tunnelMediumTypes},
+	{"Tunnel-Private-Group-ID", 0, packet.AttrTunnelPrivateGroupID, kindString, nil},
+	{"Acct-Interim-Interval", 0, 85, kindInteger, nil},
+	{"NAS-Filter-Rule", 0, 92, kindString, nil},
+	{"Cisco-AVPair", vendorCisco, ciscoAVPair, kindString, nil},
+	{"Aruba-User-Role", vendorAruba, arubaUserRole, kindString, nil},
+	{"Aruba-User-Vlan", vendorAruba, 2, kindInteger, nil},
+	{"Aruba-Named-User-Vlan", vendorAruba, 9, kindString, nil},
+	{"Airespace-Interface-Name", 14179, 5, kindString, nil},
+	{"Airespace-ACL-Name", 14179, 6, kindString, nil},
 }
 
 type attrKey struct {
@@ -88,13 +107,6 @@ func init() {
 		defsByName[strings.ToLower(d.name)] = d
 		defsByKey[attrKey{d.vendor, d.typ}] = d
 	}
-}
-
-// enumValues are the textual integer values the cloud uses.
-var enumValues = map[string]uint32{
-	"vlan": tunnelTypeVLAN, "ieee-802": tunnelMediumIEEE802,
-	"default": 0, "radius-request": 1,
-	"framed-user": 2, "login-user": 1, "administrative-user": 6, "call-check": 10,
 }
 
 // never are attributes a cached entry must not put in a reply: they are
@@ -116,8 +128,10 @@ func isVLANAttr(k attrKey) bool {
 		k.typ == packet.AttrTunnelPrivateGroupID)
 }
 
-// resolve finds where a cached attribute goes and how its text is encoded.
-func resolve(at cache.Attribute) (attrKey, kind, bool) {
+// resolve finds where a cached attribute goes and how its text is
+// encoded: by name, or by number (vendor or not) with the table's type when
+// the table knows the attribute, as a string when it does not.
+func resolve(at cache.Attribute) (attrKey, attrDef, bool) {
 	var k attrKey
 	switch {
 	case at.VendorID != 0:
@@ -127,33 +141,33 @@ func resolve(at cache.Attribute) (attrKey, kind, bool) {
 	default:
 		d, ok := defsByName[strings.ToLower(at.Name)]
 		if !ok {
-			return k, 0, false
+			return k, attrDef{}, false
 		}
-		return attrKey{d.vendor, d.typ}, d.kind, true
+		return attrKey{d.vendor, d.typ}, d, true
 	}
 	if d, ok := defsByKey[k]; ok {
-		return k, d.kind, true
+		return k, d, true
 	}
-	return k, kindString, true
+	return k, attrDef{kind: kindString}, true
 }
 
-func encodeValue(at cache.Attribute, kd kind) ([]byte, error) {
+func encodeValue(at cache.Attribute, d attrDef) ([]byte, error) {
 	if at.Raw != nil {
 		return at.Raw, nil
 	}
 	v := strings.TrimSpace(at.Value)
-	switch kd {
+	switch d.kind {
 	case kindInteger, kindTaggedInt:
-		n, ok := enumValues[strings.ToLower(v)]
+		n, ok := d.values[strings.ToLower(v)]
 		if !ok {
 			u, err := strconv.ParseUint(v, 10, 32)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %q is not an integer", at.Name, at.Value)
+				return nil, fmt.Errorf("%s: %q is neither an integer nor a value it names", at.Name, at.Value)
 			}
 			n = uint32(u)
 		}
 		b := binary.BigEndian.AppendUint32(nil, n)
-		if kd == kindTaggedInt {
+		if d.kind == kindTaggedInt {
 			b[0] = 0 // tag 0: untagged (RFC 2868 §3.1)
 		}
 		return b, nil
@@ -249,12 +263,12 @@ func appendAuthorization(b []byte, az cache.Authorization, vendor string, local 
 	}
 	var items []item
 	for _, at := range az.Attributes {
-		k, kd, ok := resolve(at)
+		k, d, ok := resolve(at)
 		if !ok || never(k) || (az.VLAN != "" && isVLANAttr(k)) {
 			g.skipped = append(g.skipped, at.Name)
 			continue
 		}
-		v, err := encodeValue(at, kd)
+		v, err := encodeValue(at, d)
 		if err != nil || len(v) > maxAttrValue || (k.vendor != 0 && len(v) > maxAttrValue-6) ||
 			(k == keySessionTimeout && len(v) != 4) {
 			g.skipped = append(g.skipped, at.Name)

@@ -87,7 +87,7 @@ func (a *Authenticator) serveEAP(req *proxy.Request) ([]byte, proxy.Outcome) {
 
 	switch reply.Outcome {
 	case eaptls.Challenge:
-		b, err := a.reply(req, packet.CodeAccessChallenge, func(b []byte) ([]byte, error) {
+		b, err := proxy.Reply(req, packet.CodeAccessChallenge, func(b []byte) ([]byte, error) {
 			b, err := appendEAP(b, reply.EAP)
 			if err != nil {
 				return b, err
@@ -160,7 +160,7 @@ func (a *Authenticator) eapFailure(req *proxy.Request, msg []byte, why string) (
 		id = msg[1]
 	}
 	fail, _ := eap.Packet{Code: eap.CodeFailure, Identifier: id}.Encode()
-	b, err := a.reply(req, packet.CodeAccessReject, func(b []byte) ([]byte, error) { return appendEAP(b, fail) })
+	b, err := proxy.Reply(req, packet.CodeAccessReject, func(b []byte) ([]byte, error) { return appendEAP(b, fail) })
 	if err != nil {
 		return a.drop("encode", err)
 	}
@@ -213,7 +213,7 @@ func (a *Authenticator) finishEAP(req *proxy.Request, reply eaptls.Reply) ([]byt
 		a.m.decisions.WithLabelValues(cache.AuthEAPTLS, "reject", sourceNone).Inc()
 		a.warn.Log(slog.LevelInfo, "eap_rejected", "local EAP-TLS rejected", "client", req.Client.Name, "mac", ev.MAC,
 			"identity", ev.Identity, "reason", reason, "err", res.Err)
-		b, err := a.reply(req, packet.CodeAccessReject, func(b []byte) ([]byte, error) { return appendEAP(b, reply.EAP) })
+		b, err := proxy.Reply(req, packet.CodeAccessReject, func(b []byte) ([]byte, error) { return appendEAP(b, reply.EAP) })
 		if err != nil {
 			return a.drop("encode", err)
 		}
@@ -236,7 +236,7 @@ func (a *Authenticator) finishEAP(req *proxy.Request, reply eaptls.Reply) ([]byt
 	}
 	var g granted
 	local := a.sessionTimeout()
-	b, err := a.reply(req, packet.CodeAccessAccept, func(b []byte) ([]byte, error) {
+	b, err := proxy.Reply(req, packet.CodeAccessAccept, func(b []byte) ([]byte, error) {
 		b, err := appendEAP(b, reply.EAP)
 		if err != nil {
 			return b, err
@@ -278,7 +278,7 @@ func (a *Authenticator) rejectUnknownEAP(req *proxy.Request, reply eaptls.Reply,
 		id = reply.EAP[1]
 	}
 	fail, _ := eap.Packet{Code: eap.CodeFailure, Identifier: id}.Encode()
-	b, err := a.reply(req, packet.CodeAccessReject, func(b []byte) ([]byte, error) { return appendEAP(b, fail) })
+	b, err := proxy.Reply(req, packet.CodeAccessReject, func(b []byte) ([]byte, error) { return appendEAP(b, fail) })
 	if err != nil {
 		return a.drop("encode", err)
 	}

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -15,7 +13,6 @@ import (
 	"math/big"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,57 +22,37 @@ import (
 	"github.com/mxedge/mxedge/edge/nac"
 	"github.com/mxedge/mxedge/edge/nac/eaptls"
 	"github.com/mxedge/mxedge/edge/nac/eaptls/eaptlstest"
+	"github.com/mxedge/mxedge/internal/labpki"
 	"github.com/mxedge/mxedge/proxy"
 	"github.com/mxedge/mxedge/proxy/packet"
 )
 
 var testNow = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 
-var serial atomic.Int64
-
 type ca struct {
 	cert *x509.Certificate
 	key  crypto.Signer
 }
 
-func ecKey(t testing.TB) crypto.Signer {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-// issue signs tmpl's fields for a fresh key; parent nil is self-signed.
+// issue signs tmpl's fields for a fresh key through the shared test PKI;
+// parent nil is self-signed.
 func issue(t testing.TB, parent *ca, tmpl *x509.Certificate) (*x509.Certificate, crypto.Signer) {
 	t.Helper()
-	key := ecKey(t)
-	tmpl.SerialNumber = big.NewInt(1000 + serial.Add(1))
 	if tmpl.NotBefore.IsZero() {
 		tmpl.NotBefore = testNow.AddDate(0, -1, 0)
 	}
 	if tmpl.NotAfter.IsZero() {
 		tmpl.NotAfter = testNow.AddDate(1, 0, 0)
 	}
-	if tmpl.IsCA {
-		tmpl.BasicConstraintsValid = true
-		tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign
-	} else {
-		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	}
-	signer, pc := key, tmpl
+	var pc *labpki.Cert
 	if parent != nil {
-		signer, pc = parent.key, parent.cert
+		pc = &labpki.Cert{X509: parent.cert, Signer: parent.key}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, pc, key.Public(), signer)
+	c, err := labpki.Issue(pc, labpki.ECKey(), tmpl)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, key
+	return c.X509, c.Signer
 }
 
 func newCA(t testing.TB, parent *ca, cn string) *ca {

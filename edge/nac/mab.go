@@ -34,7 +34,7 @@ func (a *Authenticator) servePAP(req *proxy.Request) ([]byte, proxy.Outcome) {
 	az, source := e.Authorization, sourceCache
 	if !hit {
 		if a.cfg.DefaultMABVLAN == "" {
-			b, err := a.reply(req, packet.CodeAccessReject, nil)
+			b, err := proxy.Reply(req, packet.CodeAccessReject, nil)
 			if err != nil {
 				return a.drop("encode", err)
 			}
@@ -45,7 +45,7 @@ func (a *Authenticator) servePAP(req *proxy.Request) ([]byte, proxy.Outcome) {
 	}
 	var g granted
 	local := a.sessionTimeout()
-	b, err := a.reply(req, packet.CodeAccessAccept, func(b []byte) ([]byte, error) {
+	b, err := proxy.Reply(req, packet.CodeAccessAccept, func(b []byte) ([]byte, error) {
 		var err error
 		b, g, err = appendAuthorization(b, az, req.Client.Vendor, local)
 		return b, err
@@ -112,7 +112,7 @@ func MABAddress(req *proxy.Request) (string, bool) {
 
 // refusePassword rejects a password method: the cloud has the passwords.
 func (a *Authenticator) refusePassword(req *proxy.Request, user, csid string) ([]byte, proxy.Outcome) {
-	b, err := a.reply(req, packet.CodeAccessReject, nil)
+	b, err := proxy.Reply(req, packet.CodeAccessReject, nil)
 	if err != nil {
 		return a.drop("encode", err)
 	}

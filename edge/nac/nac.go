@@ -147,7 +147,7 @@ func (a *Authenticator) ServeRADIUS(_ context.Context, req *proxy.Request) ([]by
 	case packet.CodeAccountingRequest:
 		// The accounting belongs to the cloud, which cannot take it now;
 		// answering stops NASes from retrying forever.
-		b, err := a.reply(req, packet.CodeAccountingResponse, nil)
+		b, err := proxy.Reply(req, packet.CodeAccountingResponse, nil)
 		if err != nil {
 			return a.drop("encode", err)
 		}

@@ -15,10 +15,10 @@ import (
 
 	"github.com/mxedge/mxedge/cache"
 	"github.com/mxedge/mxedge/cmd/internal/eapload"
-	"github.com/mxedge/mxedge/cmd/internal/labpki"
 	"github.com/mxedge/mxedge/cmd/internal/peers"
 	"github.com/mxedge/mxedge/edge/nac"
 	"github.com/mxedge/mxedge/edge/nac/eaptls"
+	"github.com/mxedge/mxedge/internal/labpki"
 	"github.com/mxedge/mxedge/proxy"
 	"github.com/mxedge/mxedge/proxy/udp"
 )

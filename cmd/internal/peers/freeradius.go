@@ -16,7 +16,7 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/mxedge/mxedge/cmd/internal/labpki"
+	"github.com/mxedge/mxedge/internal/labpki"
 )
 
 // User is a PAP account on the FreeRADIUS peer.

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/mxedge/mxedge/cmd/internal/labpki"
+	"github.com/mxedge/mxedge/internal/labpki"
 )
 
 var (

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/mxedge/mxedge/cmd/internal/labpki"
+	"github.com/mxedge/mxedge/internal/labpki"
 )
 
 // MxedgeClient is one RADIUS client entry in a generated mxedge config.

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxedge/mxedge/cmd/internal/labpki"
+	"github.com/mxedge/mxedge/internal/labpki"
 )
 
 const (

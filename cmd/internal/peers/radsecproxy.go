@@ -12,7 +12,7 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/mxedge/mxedge/cmd/internal/labpki"
+	"github.com/mxedge/mxedge/internal/labpki"
 )
 
 // RadsecproxyOptions configures StartRadsecproxy: plain RADIUS in on UDP

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxedge/mxedge/internal/labpki"
+
 	"github.com/mxedge/mxedge/edge/internal/libcrypto"
 )
 
@@ -101,11 +103,11 @@ func TestTLSHandshakes(t *testing.T) {
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "eap.test"},
 		DNSNames: []string{"eap.test"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &testKey.PublicKey, s)
+	c, err := labpki.Issue(nil, s, tmpl) // self-signed through libcrypto
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, _ := x509.ParseCertificate(der)
+	leaf, der := c.X509, c.X509.Raw
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
 	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {

@@ -1,5 +1,5 @@
 // Package notify tells systemd what the daemon is doing (sd_notify(3)):
-// ready, reloading, stopping, a one-line status, and watchdog pings.
+// ready, reloading, stopping, and watchdog pings.
 //
 // It is a thin layer over github.com/coreos/go-systemd/v22/daemon. It exists
 // for two reasons: so the daemon never sends a malformed or partial state

@@ -1,8 +1,6 @@
 package notify
 
 import (
-	"strings"
-
 	"github.com/coreos/go-systemd/v22/daemon"
 )
 
@@ -29,10 +27,3 @@ func Reloading() error {
 // Stopping reports that shutdown has begun, so systemd applies TimeoutStopSec
 // rather than the watchdog while the daemon drains.
 func Stopping() error { return send(daemon.SdNotifyStopping) }
-
-// Status sets the free-form line shown by `systemctl status`. Newlines would
-// start new assignments (READY=1, MAINPID=…) in the datagram, so they become
-// spaces.
-func Status(s string) error {
-	return send("STATUS=" + strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(s))
-}

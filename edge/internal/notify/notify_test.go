@@ -1,7 +1,6 @@
 package notify
 
 import (
-	"context"
 	"net"
 	"os"
 	"path/filepath"
@@ -10,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"testing/synctest"
 	"time"
 )
 
@@ -34,7 +32,7 @@ func mustNotifySocket(t *testing.T) *net.UnixConn {
 func sent(t *testing.T, conn *net.UnixConn) []string {
 	t.Helper()
 	const sentinel = "STATUS=--end of test--"
-	if err := Status("--end of test--"); err != nil {
+	if err := send(sentinel); err != nil {
 		t.Fatal(err)
 	}
 	if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
@@ -64,9 +62,6 @@ func TestStates(t *testing.T) {
 		{"ready", Ready, "READY=1"},
 		{"stopping", Stopping, "STOPPING=1"},
 		{"reloading", Reloading, "RELOADING=1\nMONOTONIC_USEC=123456789\n"},
-		{"status", func() error { return Status("cloud up, 1203 cached clients") }, "STATUS=cloud up, 1203 cached clients"},
-		{"status newline", func() error { return Status("a\nREADY=1\r\nb\rc") }, "STATUS=a READY=1 b c"},
-		{"status empty", func() error { return Status("") }, "STATUS="},
 	}
 	orig := monotonicUsec
 	monotonicUsec = func() string { return "MONOTONIC_USEC=123456789\n" }
@@ -104,7 +99,7 @@ func TestReloadingRealClock(t *testing.T) {
 
 func TestNoSocketIsNoop(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", "")
-	for _, call := range []func() error{Ready, Reloading, Stopping, func() error { return Status("x") }} {
+	for _, call := range []func() error{Ready, Reloading, Stopping} {
 		if err := call(); err != nil {
 			t.Errorf("without NOTIFY_SOCKET: %v", err)
 		}
@@ -163,13 +158,12 @@ func TestWatchdogInterval(t *testing.T) {
 	}
 }
 
-// step is one action in a Pinger scenario: register, unregister, report
-// progress, then optionally ping and check whether it was sent.
+// step is one action in a Pinger scenario: report progress, then
+// optionally ping and check whether it was sent.
 type step struct {
-	register, unregister string
-	progress             []string
-	ping                 bool
-	wantPing             bool
+	progress []string
+	ping     bool
+	wantPing bool
 }
 
 func TestPingerPing(t *testing.T) {
@@ -201,19 +195,6 @@ func TestPingerPing(t *testing.T) {
 		{"unknown name does not count", []string{"a"}, []step{
 			{progress: []string{"b", "A", ""}, ping: true, wantPing: false},
 		}},
-		{"new loop holds back ping", []string{"a"}, []step{
-			{progress: []string{"a"}, register: "sync", ping: true, wantPing: false},
-			{progress: []string{"a", "sync"}, ping: true, wantPing: true},
-		}},
-		{"register twice keeps progress", []string{"a"}, []step{
-			{progress: []string{"a"}, register: "a", ping: true, wantPing: true},
-		}},
-		{"unregistered loop no longer needed", []string{"a", "b"}, []step{
-			{progress: []string{"a"}, unregister: "b", ping: true, wantPing: true},
-		}},
-		{"unregister last loop stops pings", []string{"a"}, []step{
-			{progress: []string{"a"}, unregister: "a", ping: true, wantPing: false},
-		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -221,12 +202,6 @@ func TestPingerPing(t *testing.T) {
 			p := NewPinger(nil, tt.loops...)
 			var want []string
 			for i, s := range tt.steps {
-				if s.register != "" {
-					p.Register(s.register)
-				}
-				if s.unregister != "" {
-					p.Unregister(s.unregister)
-				}
 				for _, name := range s.progress {
 					p.Progress(name)
 				}
@@ -251,58 +226,10 @@ func TestPingerPing(t *testing.T) {
 	}
 }
 
-func TestPingerRun(t *testing.T) {
-	conn := mustNotifySocket(t)
-	synctest.Test(t, func(t *testing.T) {
-		ctx, cancel := context.WithCancel(t.Context())
-		ticks := make(chan time.Time)
-		p := NewPinger(nil, "udp", "sync")
-		done := make(chan struct{})
-		go func() {
-			p.Run(ctx, ticks)
-			close(done)
-		}()
-		// tick delivers one tick and waits until Run has handled it and is
-		// blocked again, so progress reported next belongs to the next round.
-		tick := func() {
-			ticks <- time.Time{}
-			synctest.Wait()
-		}
-
-		p.Progress("udp")
-		p.Progress("sync")
-		tick() // ping 1
-		p.Progress("udp")
-		tick() // sync stalled: no ping
-		tick() // still stalled
-		p.Progress("sync")
-		tick() // udp's progress from two rounds ago still counts: ping 2
-		tick() // nothing since: no ping
-
-		cancel()
-		<-done
-	})
-	want := []string{"WATCHDOG=1", "WATCHDOG=1"}
-	if got := sent(t, conn); !slices.Equal(got, want) {
-		t.Errorf("sent %q, want %q", got, want)
-	}
-}
-
-func TestPingerRunStopsOnClosedTicks(t *testing.T) {
-	t.Setenv("NOTIFY_SOCKET", "")
-	ticks := make(chan time.Time)
-	close(ticks)
-	NewPinger(nil, "a").Run(context.Background(), ticks) // returns, or the test times out
-}
-
-// TestPingerConcurrentProgress is for -race: loops report while Run pings.
+// TestPingerConcurrentProgress is for -race: loops report while Ping runs.
 func TestPingerConcurrentProgress(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", "")
 	p := NewPinger(nil, "a", "b")
-	ctx, cancel := context.WithCancel(context.Background())
-	ticks := make(chan time.Time)
-	done := make(chan struct{})
-	go func() { p.Run(ctx, ticks); close(done) }()
 	var wg sync.WaitGroup
 	for _, name := range []string{"a", "b"} {
 		wg.Go(func() {
@@ -312,9 +239,7 @@ func TestPingerConcurrentProgress(t *testing.T) {
 		})
 	}
 	for range 100 {
-		ticks <- time.Time{}
+		_, _ = p.Ping()
 	}
 	wg.Wait()
-	cancel()
-	<-done
 }

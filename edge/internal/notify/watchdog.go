@@ -1,7 +1,6 @@
 package notify
 
 import (
-	"context"
 	"log/slog"
 	"slices"
 	"sync"
@@ -12,7 +11,8 @@ import (
 
 // WatchdogInterval returns WatchdogSec as systemd passed it to this process,
 // and false when the watchdog is off, or meant for another PID, or malformed.
-// Ping at half of it (see [Pinger.Run]).
+// The caller pings well inside it (edge pings every third of it, after a
+// self-check that may itself take a quarter).
 func WatchdogInterval() (time.Duration, bool) {
 	d, err := daemon.SdWatchdogEnabled(false)
 	if err != nil || d <= 0 {
@@ -21,13 +21,13 @@ func WatchdogInterval() (time.Duration, bool) {
 	return d, true
 }
 
-// Pinger sends WATCHDOG=1 on a tick only if every registered loop called
+// Pinger sends WATCHDOG=1 on a tick only if every loop it watches called
 // [Pinger.Progress] since the previous ping. A loop that blocks on I/O should
 // wake up on a deadline shorter than half the watchdog interval and report
 // progress then: waking and getting back to its work is the progress.
 //
-// A Pinger with no registered loops never pings, so forgetting to register
-// shows up at once as a watchdog restart, not as a watchdog that proves nothing.
+// A Pinger with no loops never pings, so forgetting to name one shows up at
+// once as a watchdog restart, not as a watchdog that proves nothing.
 type Pinger struct {
 	log *slog.Logger
 
@@ -47,25 +47,8 @@ func NewPinger(log *slog.Logger, loops ...string) *Pinger {
 	return p
 }
 
-// Register adds a loop that must report progress from now on. A new loop
-// counts as not yet progressed, so it holds back the next ping until it runs.
-func (p *Pinger) Register(name string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if _, ok := p.progress[name]; !ok {
-		p.progress[name] = false
-	}
-}
-
-// Unregister removes a loop that has finished on purpose.
-func (p *Pinger) Unregister(name string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	delete(p.progress, name)
-}
-
-// Progress records that loop name did a round of work. Names that were never
-// registered are ignored: a loop cannot vouch for itself by just calling this.
+// Progress records that loop name did a round of work. Names not given to
+// NewPinger are ignored: a loop cannot vouch for itself by just calling this.
 func (p *Pinger) Progress(name string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -74,7 +57,7 @@ func (p *Pinger) Progress(name string) {
 	}
 }
 
-// Ping sends WATCHDOG=1 if every registered loop progressed since the last
+// Ping sends WATCHDOG=1 if every watched loop progressed since the last
 // ping, and starts a new round. It reports whether it pinged; when it did not,
 // it logs the stalled loops, which is the clue left behind before systemd
 // kills the daemon.
@@ -103,23 +86,4 @@ func (p *Pinger) Ping() (bool, error) {
 		return false, err
 	}
 	return true, nil
-}
-
-// Run calls [Pinger.Ping] on every tick until ctx ends or ticks closes. The
-// caller owns the ticker, normally time.NewTicker(interval/2) with the
-// interval from [WatchdogInterval]; tests feed ticks by hand.
-func (p *Pinger) Run(ctx context.Context, ticks <-chan time.Time) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case _, ok := <-ticks:
-			if !ok {
-				return
-			}
-			if _, err := p.Ping(); err != nil {
-				p.log.Warn("watchdog: notify failed", "err", err)
-			}
-		}
-	}
 }

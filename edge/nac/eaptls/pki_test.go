@@ -2,10 +2,7 @@ package eaptls_test
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -17,11 +14,14 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mxedge/mxedge/internal/labpki"
 )
 
 // testNow is the clock every test runs at; certificates are dated around it.
 var testNow = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 
+// serial numbers the CRLs, in the order a test makes them.
 var serial atomic.Int64
 
 type testCA struct {
@@ -29,21 +29,9 @@ type testCA struct {
 	key  crypto.Signer
 }
 
-func ecKey(t testing.TB) crypto.Signer {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
+func ecKey(testing.TB) crypto.Signer { return labpki.ECKey() }
 
-func rsaKey(t testing.TB, bits int) crypto.Signer {
-	k, err := rsa.GenerateKey(rand.Reader, bits)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
+func rsaKey(_ testing.TB, bits int) crypto.Signer { return labpki.RSAKey(bits) }
 
 type certOpts struct {
 	cn        string
@@ -54,7 +42,8 @@ type certOpts struct {
 	dns       []string
 }
 
-// issue signs a certificate for key; parent nil means self-signed.
+// issue signs a certificate for key through the shared test PKI; parent nil
+// means self-signed.
 func issue(t testing.TB, parent *testCA, key crypto.Signer, o certOpts) *x509.Certificate {
 	t.Helper()
 	if o.notBefore.IsZero() {
@@ -63,36 +52,22 @@ func issue(t testing.TB, parent *testCA, key crypto.Signer, o certOpts) *x509.Ce
 	if o.notAfter.IsZero() {
 		o.notAfter = testNow.AddDate(1, 0, 0)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1000 + serial.Add(1)),
-		Subject:      pkix.Name{CommonName: o.cn, Organization: []string{"mxedge test"}},
-		NotBefore:    o.notBefore,
-		NotAfter:     o.notAfter,
-		ExtKeyUsage:  o.eku,
-		DNSNames:     o.dns,
-	}
-	if o.ca {
-		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
-		tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign
-	} else {
-		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-		if _, ok := key.(*rsa.PrivateKey); ok {
-			tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
-		}
-	}
-	signer, parentCert := key, tmpl
+	var pc *labpki.Cert
 	if parent != nil {
-		signer, parentCert = parent.key, parent.cert
+		pc = &labpki.Cert{X509: parent.cert, Signer: parent.key}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parentCert, key.Public(), signer)
+	c, err := labpki.Issue(pc, key, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: o.cn, Organization: []string{"mxedge test"}},
+		NotBefore:   o.notBefore,
+		NotAfter:    o.notAfter,
+		ExtKeyUsage: o.eku,
+		DNSNames:    o.dns,
+		IsCA:        o.ca,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return c.X509
 }
 
 func newCA(t testing.TB, parent *testCA, key crypto.Signer, cn string) *testCA {

@@ -249,52 +249,11 @@ func (g *generator) issue(name string, parent *Cert, kind keyKind, t *x509.Certi
 	if err != nil {
 		return nil, err
 	}
-	if t.SerialNumber, err = rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127)); err != nil {
-		return nil, err
-	}
-	issuer, signer := t, crypto.Signer(key)
-	if parent != nil {
-		issuer, signer = parent.X509, parent.Signer
-	}
-	der, err := x509.CreateCertificate(rand.Reader, t, issuer, key.Public(), signer)
-	if err != nil {
-		return nil, fmt.Errorf("labpki: issue %s: %w", name, err)
-	}
-	cert, err := x509.ParseCertificate(der)
+	c, err := Issue(parent, key, t)
 	if err != nil {
 		return nil, err
 	}
-	c := &Cert{
-		Cert:   filepath.Join(g.dir, name+".pem"),
-		Key:    filepath.Join(g.dir, name+".key"),
-		Chain:  filepath.Join(g.dir, name+"-chain.pem"),
-		X509:   cert,
-		Signer: key,
-	}
-	// The chain stops below the self-signed root: peers must not rely on
-	// a root sent by the other end.
-	if parent != nil && !isSelfSigned(parent.X509) {
-		c.Intermediates = append([]*x509.Certificate{parent.X509}, parent.Intermediates...)
-	}
-	leafPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	chain := append([]byte(nil), leafPEM...)
-	for _, ic := range c.Intermediates {
-		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ic.Raw})...)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	for path, data := range map[string][]byte{
-		c.Cert:  leafPEM,
-		c.Chain: chain,
-		c.Key:   pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
-	} {
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			return nil, err
-		}
-	}
-	return c, nil
+	return c, c.WriteFiles(g.dir, name)
 }
 
 func isSelfSigned(c *x509.Certificate) bool {

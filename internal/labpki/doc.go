@@ -1,5 +1,7 @@
-// Package labpki writes a throwaway PKI for the lab cloud, integration tests
-// and benchmarks: a RadSec CA with server and client certificates, an
+// Package labpki mints every certificate the module's tests and lab tools
+// use. Issue signs one in memory (for unit tests, which want a CA and a leaf
+// in microseconds and nothing on disk); Generate writes a whole throwaway PKI
+// for the lab cloud, integration tests and benchmarks: a RadSec CA with server and client certificates, an
 // organisation CA with an intermediate issuing EAP-TLS client certificates
 // (valid, machine, expired, revoked with a CRL, untrusted, long chain), and
 // EAP server certificates.
