@@ -80,7 +80,7 @@ func TestDefaults(t *testing.T) {
 			if !slices.Equal(got.Warnings(), tt.warn) {
 				t.Errorf("warnings:\ngot  %q\nwant %q", got.Warnings(), tt.warn)
 			}
-			got.warnings, got.local = nil, nil
+			got.warnings, got.local, got.name = nil, nil, ""
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("got  %+v\nwant %+v", got, want)
 			}
@@ -145,7 +145,7 @@ func TestFull(t *testing.T) {
 			Clients: []Client{
 				{
 					Name: "core", Address: netip.MustParsePrefix("192.0.2.0/24"), Secret: "core-switch-secret-0123",
-					Vendor: "cisco", Site: "hq", LimitProxyState: true, CoAPort: 1700,
+					Vendor: "cisco", Site: "hq", LimitProxyState: true, CoAPort: 3799,
 				},
 				{
 					Name: "2001:db8::1/128", Address: netip.MustParsePrefix("2001:db8::1/128"), Secret: "1234567890123456",
@@ -208,7 +208,7 @@ func TestFull(t *testing.T) {
 	if !slices.Equal(got.Warnings(), wantWarn) {
 		t.Errorf("warnings:\ngot  %q\nwant %q", got.Warnings(), wantWarn)
 	}
-	got.warnings, got.local = nil, nil
+	got.warnings, got.local, got.name = nil, nil, ""
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %+v\nwant %+v", got, want)
 	}
@@ -250,7 +250,16 @@ func TestExample(t *testing.T) {
 	have := map[string]bool{}
 	exampleKeys(have, "", v.AllSettings())
 	keys := typeKeys("", reflect.TypeFor[Config]())
+	refused := refusedKeys("", reflect.TypeFor[Config]())
 	for _, key := range keys {
+		if _, ok := refused[key]; ok {
+			// Documented, but not as a value to uncomment: it is refused.
+			last := key[strings.LastIndexAny(key, ".]")+1:]
+			if !regexp.MustCompile(`(?m)^\s*#\s+` + last + ` is refused`).Match(data) {
+				t.Errorf("%s: refused key %s is not documented as \"# %s is refused …\"", file, key, last)
+			}
+			continue
+		}
 		if !have[key] {
 			t.Errorf("%s: key %s is not documented", file, key)
 		}
@@ -282,6 +291,27 @@ func typeKeys(prefix string, t reflect.Type) []string {
 		}
 	}
 	return keys
+}
+
+// refusedKeys maps the keys with a refused tag to the reason.
+func refusedKeys(prefix string, t reflect.Type) map[string]string {
+	m := map[string]string{}
+	for _, f := range reflect.VisibleFields(t) {
+		name := f.Tag.Get("yaml")
+		if name == "" || !f.IsExported() {
+			continue
+		}
+		key := join(prefix, name)
+		switch {
+		case f.Tag.Get("refused") != "":
+			m[key] = f.Tag.Get("refused")
+		case f.Type.Kind() == reflect.Struct && !isScalar(f.Type):
+			maps.Copy(m, refusedKeys(key, f.Type))
+		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
+			maps.Copy(m, refusedKeys(key+"[]", f.Type.Elem()))
+		}
+	}
+	return m
 }
 
 func exampleKeys(have map[string]bool, key string, v any) {

@@ -1,0 +1,82 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Keys are matched as written: viper folds case and reads a literal
+// "log.level" key as the path log → level, so `LOG: {Level: debug}` and a
+// dotted key that silently overrides the `log:` map would both be
+// accepted. checkKeys reads the raw YAML first and refuses both, naming
+// the key to write instead.
+
+// checkKeys reports mapping keys that are not lower case or that contain
+// a dot, by their path in the file. A file that does not parse is left to
+// viper, whose message says where.
+func checkKeys(name string, data []byte) Errors {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil
+	}
+	p := newProblems(name, nil)
+	walkKeys(p, "", &doc)
+	return p.errs
+}
+
+func walkKeys(p *problems, path string, n *yaml.Node) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			walkKeys(p, path, c)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			walkKeys(p, fmt.Sprintf("%s[%d]", path, i), c)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i].Value, n.Content[i+1]
+			key := join(path, keyName(k))
+			switch {
+			case strings.Contains(k, "."):
+				parts := strings.Split(k, ".")
+				p.add(join(path, strconv.Quote(k)), fmt.Sprintf("a dotted key is not a path: nest it as %s: then %s:", parts[0], strings.Join(parts[1:], ".")))
+				continue
+			case k != strings.ToLower(k):
+				p.add(key, fmt.Sprintf("keys are case-sensitive: write %s", strings.ToLower(k)))
+				continue
+			}
+			walkKeys(p, key, v)
+		}
+	}
+}
+
+// otherEnv are MXEDGE_* variables that are not config keys but are read
+// elsewhere, so they are not reported as unknown.
+var otherEnv = []string{
+	"MXEDGE_LIBCRYPTO", // edge/internal/libcrypto: "off" signs in Go
+}
+
+// unknownEnv warns about MXEDGE_* variables that override no key: a
+// misspelt MXEDGE_LOG_LEVL=debug would otherwise do nothing, silently.
+// A warning, not an error: the environment is shared with other tools,
+// and a stray variable must not stop a restart.
+func unknownEnv(p *problems, environ []string) {
+	known := map[string]bool{}
+	for _, key := range envKeys("", reflect.TypeFor[Config]()) {
+		known[EnvName(key)] = true
+	}
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "MXEDGE_") || known[name] || slices.Contains(otherEnv, name) {
+			continue
+		}
+		p.warn("$"+name, "not a config variable: it sets nothing (variables are MXEDGE_ + the key upper-cased with dots as underscores, e.g. MXEDGE_LOG_LEVEL)")
+	}
+}
