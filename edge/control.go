@@ -83,6 +83,9 @@ type StatusReport struct {
 	Cloud      *cloudlink.Status `json:"cloud,omitempty"`
 	Cache      *CacheStatus      `json:"cache,omitempty"` // nil when no cache is open (mode cloud)
 	Config     ConfigSources     `json:"config"`
+	// Waiting names what the edge still needs to serve through the cloud
+	// (a registration, say), with what to do about it.
+	Waiting []string `json:"waiting,omitempty"`
 }
 
 // UpstreamStatus is one cloud RadSec server.
@@ -378,7 +381,13 @@ func writeResponse(w io.Writer, resp ControlResponse) {
 }
 
 func (a *App) controlCommand(c *control, req ControlRequest) ControlResponse {
-	if req.Cmd == CmdStatus {
+	switch req.Cmd {
+	case CmdStatus:
+		return ControlResponse{Status: a.statusReport(c.since)}
+	case CmdRegistered:
+		if err := a.adoptRegistration(); err != nil {
+			return ControlResponse{Error: err.Error()}
+		}
 		return ControlResponse{Status: a.statusReport(c.since)}
 	}
 	var store *cache.Store
@@ -405,8 +414,8 @@ func (a *App) statusReport(since time.Time) *StatusReport {
 			}
 		}
 	}
-	if a.cloudStatus != nil {
-		if cs, ok := a.cloudStatus().(cloudlink.Status); ok {
+	if ls := a.linkStatus(); ls != nil {
+		if cs, ok := ls.(cloudlink.Status); ok {
 			st.Registered, st.Cloud = true, &cs
 			st.Config.CloudETag = cs.ConfigETag
 			if !cs.LastConfig.IsZero() {
@@ -420,6 +429,7 @@ func (a *App) statusReport(since time.Time) *StatusReport {
 			EventsDropped: s.EventsDropped, FullSync: s.FullSync, SchemaVersion: s.SchemaVersion, FileSize: s.FileSize,
 			AccountingHeld: s.AccountingHeld, AccountingOldest: s.AccountingOldest, AccountingFull: s.AccountingFull, LastFault: s.LastFault}
 	}
+	st.Waiting = a.waitingFor()
 	st.Config.File = a.opts.ConfigPath
 	st.Config.Sections = a.configSources()
 	for _, kv := range os.Environ() {

@@ -62,11 +62,11 @@ type App struct {
 	reloads    *prometheus.CounterVec
 	reloadOK   prometheus.Gauge
 	local      *localNAC // nil unless survivability built it (local.go)
-	// cloudStop stops the cloud link (cloud.go); cloudStatus snapshots it.
-	cloudStop   func()
-	cloudStatus func() any
-	side        sidecars   // control socket and cache learning (control.go, learn.go)
-	cc          cloudState // the cloud's pushed config (cloudconfig.go)
+	// link is the cloud link (cloud.go), which a registration made while
+	// the daemon runs starts (register.go).
+	link link
+	side sidecars   // control socket and cache learning (control.go, learn.go)
+	cc   cloudState // the cloud's pushed config (cloudconfig.go)
 	// health decides cloud or survival (health.go); bgStop ends it, the
 	// accounting replay and the cache sweeper.
 	health *health
@@ -147,7 +147,8 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	}
 	if a.cloud != nil {
 		a.router.setCloud(a.cloud)
-	} else {
+	} else if _, err := cloudlink.LoadRegistration(cfg.StateDir); !errors.Is(err, cloudlink.ErrNotRegistered) {
+		// Unregistered, the edge waits for the registration (register.go).
 		a.log.Warn("no cloud RadSec servers (cloud.radsec.servers, or a registration): requests have nowhere to go")
 	}
 
@@ -168,11 +169,13 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 		a.bgGo(bg, "cache_sweeper", func() { store.RunSweeper(bg, sweepInterval) })
 	}
 	a.router.learn = a.startLearning(cfg, store)
-	a.cloudStop, a.cloudStatus, err = a.startCloud(ctx, cfg, store)
+	a.link.ctx, a.link.store = ctx, store
+	stopLink, linkStatus, err := a.startCloud(ctx, cfg, store)
 	if err != nil {
 		a.closeAll()
 		return nil, err
 	}
+	a.setLink(stopLink, linkStatus)
 	if err := a.listen(ctx, cfg); err != nil {
 		a.closeAll()
 		return nil, err
@@ -372,6 +375,9 @@ func (a *App) Reload() error {
 	a.cc.reloadMu.Lock() // cloud pushes reload too (cloudconfig.go)
 	defer a.cc.reloadMu.Unlock()
 	cfg, err := config.Load(a.opts.ConfigPath)
+	if err == nil {
+		err = cfg.CheckFiles(config.FileCheck{}) // what run would refuse, reload refuses
+	}
 	if err != nil {
 		a.reloads.WithLabelValues("error").Inc()
 		a.reloadOK.Set(0)
@@ -384,27 +390,10 @@ func (a *App) Reload() error {
 		a.reloadOK.Set(0)
 		return err
 	}
-	rs := cloudRadSec(cfg)
-	if !reflect.DeepEqual(rs, a.cloudRS) || certsChanged(rs, a.cloudLoaded) {
-		pool, err := a.newCloudPool(rs)
-		if err != nil {
-			a.reloads.WithLabelValues("error").Inc()
-			a.reloadOK.Set(0)
-			return err
-		}
-		old := a.cloud
-		a.cloud, a.cloudRS, a.cloudLoaded = pool, rs, certTimes(rs)
-		if pool != nil {
-			a.router.setCloud(pool)
-		} else {
-			a.router.setCloud(nil)
-		}
-		if old != nil {
-			// Requests already in the old pool finish there; close it
-			// once the longest of them has timed out.
-			time.AfterFunc(old.Timeout()+time.Second, func() { old.Close() })
-		}
-		a.log.Info("cloud RadSec pool replaced", "servers", rs.Servers)
+	if err := a.refreshCloudPool(cfg); err != nil {
+		a.reloads.WithLabelValues("error").Inc()
+		a.reloadOK.Set(0)
+		return err
 	}
 	if err := a.fed.Reload(cfg); err != nil {
 		a.log.Error("federation reload refused; keeping the running routes", "err", err)
@@ -422,6 +411,37 @@ func (a *App) Reload() error {
 	a.reloads.WithLabelValues("ok").Inc()
 	a.reloadOK.Set(1)
 	a.log.Info("config reloaded", "clients", len(cfg.RADIUS.Clients))
+	if err := a.startLinkIfRegistered(); err != nil { // a registration made since
+		a.log.Error("registration not picked up", "err", err)
+	}
+	return nil
+}
+
+// refreshCloudPool replaces the cloud RadSec pool when its settings, the
+// registration they come from or their files changed. The caller holds
+// a.cc.reloadMu.
+func (a *App) refreshCloudPool(cfg *config.Config) error {
+	rs := cloudRadSec(cfg)
+	if reflect.DeepEqual(rs, a.cloudRS) && !certsChanged(rs, a.cloudLoaded) {
+		return nil
+	}
+	pool, err := a.newCloudPool(rs)
+	if err != nil {
+		return err
+	}
+	old := a.cloud
+	a.cloud, a.cloudRS, a.cloudLoaded = pool, rs, certTimes(rs)
+	if pool != nil {
+		a.router.setCloud(pool)
+	} else {
+		a.router.setCloud(nil)
+	}
+	if old != nil {
+		// Requests already in the old pool finish there; close it
+		// once the longest of them has timed out.
+		time.AfterFunc(old.Timeout()+time.Second, func() { old.Close() })
+	}
+	a.log.Info("cloud RadSec pool replaced", "servers", rs.Servers)
 	return nil
 }
 
@@ -444,9 +464,7 @@ func (a *App) closeAll() {
 		a.bgStop()
 		a.bgWG.Wait() // the replay and the sweeper use the store
 	}
-	if a.cloudStop != nil {
-		a.cloudStop() // before the store it writes to closes
-	}
+	a.stopLink() // before the store it writes to closes
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

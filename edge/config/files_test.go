@@ -141,3 +141,21 @@ func TestUnknownEnv(t *testing.T) {
 		t.Errorf("warnings = %q, want %q…", got, want)
 	}
 }
+
+func TestStateDir(t *testing.T) {
+	tests := []struct{ file, want string }{
+		{"state_dir: /srv/edge\nradius: {clients: [{bogus: 1}]}\n", "/srv/edge"},
+		{"state_dir: relative\n", "/var/lib/mxedge"},
+		{"{{{ not yaml", "/var/lib/mxedge"},
+		{"", "/var/lib/mxedge"},
+	}
+	for _, tt := range tests {
+		if got := StateDir([]byte(tt.file)); got != tt.want {
+			t.Errorf("StateDir(%q) = %q, want %q", tt.file, got, tt.want)
+		}
+	}
+	t.Setenv("MXEDGE_STATE_DIR", "/env/dir")
+	if got := StateDir([]byte("state_dir: /srv/edge\n")); got != "/env/dir" {
+		t.Errorf("with MXEDGE_STATE_DIR: %q", got)
+	}
+}

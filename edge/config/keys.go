@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -60,7 +62,9 @@ func walkKeys(p *problems, path string, n *yaml.Node) {
 // otherEnv are MXEDGE_* variables that are not config keys but are read
 // elsewhere, so they are not reported as unknown.
 var otherEnv = []string{
-	"MXEDGE_LIBCRYPTO", // edge/internal/libcrypto: "off" signs in Go
+	"MXEDGE_LIBCRYPTO",    // edge/internal/libcrypto: "off" signs in Go
+	"MXEDGE_BIN",          // the binary cmd/mxedge's tests run (make test)
+	"MXEDGE_LABPKI_CACHE", // where the lab PKI of the tests is kept
 }
 
 // unknownEnv warns about MXEDGE_* variables that override no key: a
@@ -79,4 +83,24 @@ func unknownEnv(p *problems, environ []string) {
 		}
 		p.warn("$"+name, "not a config variable: it sets nothing (variables are MXEDGE_ + the key upper-cased with dots as underscores, e.g. MXEDGE_LOG_LEVEL)")
 	}
+}
+
+// StateDir is the state directory a file names, read leniently: the
+// rest of the file may be invalid. `mxedge status` and `mxedge cache` need
+// nothing else to reach the daemon, which an operator wants most exactly
+// when the file on disk has just been broken. MXEDGE_STATE_DIR wins, as
+// for Load; a file without a usable state_dir gives the default.
+func StateDir(data []byte) string {
+	if d, ok := os.LookupEnv(EnvName("state_dir")); ok && filepath.IsAbs(d) {
+		return d
+	}
+	var doc struct {
+		StateDir any `yaml:"state_dir"`
+	}
+	if yaml.Unmarshal(data, &doc) == nil {
+		if d, ok := doc.StateDir.(string); ok && filepath.IsAbs(d) {
+			return d
+		}
+	}
+	return Default().StateDir
 }
