@@ -123,6 +123,9 @@ type ConfigSources struct {
 	// Sections maps each setting the cloud can push (KeyClients, …) to
 	// SourceFile, SourceCloud or SourceDefault.
 	Sections map[string]string `json:"sections,omitempty"`
+	// RestartPending are settings a reload changed that take effect only
+	// after a restart (restart.go).
+	RestartPending []string `json:"restart_pending,omitempty"`
 }
 
 // EntryView is a cache entry as the CLI prints it: the same whether the
@@ -432,6 +435,7 @@ func (a *App) statusReport(since time.Time) *StatusReport {
 	st.Waiting = a.waitingFor()
 	st.Config.File = a.opts.ConfigPath
 	st.Config.Sections = a.configSources()
+	st.Config.RestartPending = a.restartPending()
 	for _, kv := range os.Environ() {
 		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "MXEDGE_") {
 			st.Config.Env = append(st.Config.Env, name)

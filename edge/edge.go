@@ -77,7 +77,8 @@ type App struct {
 	// file was replaced by an empty one; nil until the cloud link runs.
 	resync atomic.Pointer[cloudlink.Syncer]
 
-	console consoleWire // the web console's decision recorder (consolewire.go)
+	console consoleWire  // the web console's decision recorder (consolewire.go)
+	restart restartState // settings a reload changed that need a restart (restart.go)
 }
 
 // Run starts the edge and blocks until ctx ends, then shuts down in order:
@@ -118,6 +119,7 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	a := &App{opts: opts, log: newLogger(opts.Stderr, cfg.Log), reg: newRegistry(), selfSecret: newSelfCheckSecret()}
 	cfg = a.startWithCloud(cfg) // cloudconfig.go: the persisted cloud config fills what the file leaves out
 	a.cfg.Store(cfg)
+	a.restart.started = cfg
 	a.registerMetrics()
 	for _, w := range cfg.Warnings() {
 		a.log.Warn("config", "note", w)
@@ -201,7 +203,8 @@ func (a *App) registerMetrics() {
 		Name: "mxedge_config_reloads_total", Help: "Config reloads by result.",
 	}, []string{"result"})
 	a.reloadOK = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "mxedge_config_last_reload_successful", Help: "1 if the last config reload succeeded.",
+		Name: "mxedge_config_last_reload_successful",
+		Help: "1 if the last config reload was applied; see mxedge_config_restart_pending for settings it left for a restart.",
 	})
 	a.reloadOK.Set(1)
 	a.panics = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -210,6 +213,7 @@ func (a *App) registerMetrics() {
 		ConstLabels: prometheus.Labels{"component": "edge"},
 	}, []string{"goroutine"})
 	a.reg.MustRegister(info, a.reloads, a.reloadOK, a.panics)
+	a.registerRestartMetrics()
 }
 
 // buildClients turns the radius.clients section into a lookup table. The
@@ -410,7 +414,9 @@ func (a *App) Reload() error {
 	a.cfg.Store(cfg)
 	a.reloads.WithLabelValues("ok").Inc()
 	a.reloadOK.Set(1)
-	a.log.Info("config reloaded", "clients", len(cfg.RADIUS.Clients))
+	if len(a.noteRestart(cfg)) == 0 {
+		a.log.Info("config reloaded", "clients", len(cfg.RADIUS.Clients))
+	}
 	if err := a.startLinkIfRegistered(); err != nil { // a registration made since
 		a.log.Error("registration not picked up", "err", err)
 	}

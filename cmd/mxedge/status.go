@@ -299,6 +299,9 @@ func printStatus(w io.Writer, st *edge.StatusReport) {
 			src = append(src, "cloud config "+st.Config.CloudETag)
 		}
 		fmt.Fprintf(tw, "config:\t%s\n", strings.Join(src, "; "))
+		if p := st.Config.RestartPending; len(p) > 0 {
+			fmt.Fprintf(tw, "restart pending:\t%s (changed by a reload; applied at the next restart)\n", strings.Join(p, ", "))
+		}
 		keys := slices.Sorted(maps.Keys(st.Config.Sections))
 		for _, k := range keys {
 			fmt.Fprintf(tw, "  %s:\tfrom %s\n", k, st.Config.Sections[k])

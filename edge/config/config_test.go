@@ -250,7 +250,7 @@ func TestExample(t *testing.T) {
 	have := map[string]bool{}
 	exampleKeys(have, "", v.AllSettings())
 	keys := typeKeys("", reflect.TypeFor[Config]())
-	refused := refusedKeys("", reflect.TypeFor[Config]())
+	refused := Refused()
 	for _, key := range keys {
 		if _, ok := refused[key]; ok {
 			// Documented, but not as a value to uncomment: it is refused.
@@ -291,27 +291,6 @@ func typeKeys(prefix string, t reflect.Type) []string {
 		}
 	}
 	return keys
-}
-
-// refusedKeys maps the keys with a refused tag to the reason.
-func refusedKeys(prefix string, t reflect.Type) map[string]string {
-	m := map[string]string{}
-	for _, f := range reflect.VisibleFields(t) {
-		name := f.Tag.Get("yaml")
-		if name == "" || !f.IsExported() {
-			continue
-		}
-		key := join(prefix, name)
-		switch {
-		case f.Tag.Get("refused") != "":
-			m[key] = f.Tag.Get("refused")
-		case f.Type.Kind() == reflect.Struct && !isScalar(f.Type):
-			maps.Copy(m, refusedKeys(key, f.Type))
-		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
-			maps.Copy(m, refusedKeys(key+"[]", f.Type.Elem()))
-		}
-	}
-	return m
 }
 
 func exampleKeys(have map[string]bool, key string, v any) {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -103,4 +104,52 @@ func StateDir(data []byte) string {
 		}
 	}
 	return Default().StateDir
+}
+
+// Keys lists every key of the configuration as a dotted path; keys of
+// list entries read "radius.clients[].secret".
+func Keys() []string { return typeKeyList("", reflect.TypeFor[Config]()) }
+
+func typeKeyList(prefix string, t reflect.Type) []string {
+	var keys []string
+	for _, f := range reflect.VisibleFields(t) {
+		name := f.Tag.Get("yaml")
+		if name == "" || !f.IsExported() {
+			continue
+		}
+		key := join(prefix, name)
+		switch {
+		case f.Type.Kind() == reflect.Struct && !isScalar(f.Type):
+			keys = append(keys, typeKeyList(key, f.Type)...)
+		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
+			keys = append(keys, typeKeyList(key+"[]", f.Type.Elem())...)
+		default:
+			keys = append(keys, key)
+		}
+	}
+	return keys
+}
+
+// Refused maps each key that is refused when set to the reason: the
+// feature behind it is not built yet.
+func Refused() map[string]string { return refusedIn("", reflect.TypeFor[Config]()) }
+
+func refusedIn(prefix string, t reflect.Type) map[string]string {
+	m := map[string]string{}
+	for _, f := range reflect.VisibleFields(t) {
+		name := f.Tag.Get("yaml")
+		if name == "" || !f.IsExported() {
+			continue
+		}
+		key := join(prefix, name)
+		switch {
+		case f.Tag.Get("refused") != "":
+			m[key] = f.Tag.Get("refused")
+		case f.Type.Kind() == reflect.Struct && !isScalar(f.Type):
+			maps.Copy(m, refusedIn(key, f.Type))
+		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
+			maps.Copy(m, refusedIn(key+"[]", f.Type.Elem()))
+		}
+	}
+	return m
 }
