@@ -324,7 +324,7 @@ func (a *App) listen(ctx context.Context, cfg *config.Config) error {
 			Clients:         a.clients.Load,
 			Handler:         a.fed,
 			DuplicateWindow: cfg.RADIUS.DuplicateWindow,
-			Logger:          a.log.With("listener", kind),
+			Logger:          a.log, // the server adds listener=kind itself
 			Registerer:      prometheus.WrapRegistererWith(prometheus.Labels{"listener": kind}, a.reg),
 		})
 		if err != nil {
