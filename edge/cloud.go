@@ -39,7 +39,10 @@ func startCloudLinkSyncer(ctx context.Context, cfg *config.Config, store *cache.
 	log = log.With("component", "cloudlink")
 	r, err := cloudlink.LoadRegistration(cfg.StateDir)
 	if errors.Is(err, cloudlink.ErrNotRegistered) {
-		log.Warn("edge is not registered: no config pull, cache sync or event upload (run mxedge register --registration-code CODE)",
+		// Waiting, not failing: the package starts the service before the
+		// operator registers, and the registration is picked up at once
+		// (register.go).
+		log.Info("waiting for registration: mxedge register --registration-code CODE; no config pull, cache sync or event upload until then",
 			"state_dir", cfg.StateDir)
 		return func() {}, func() any { return map[string]any{"registered": false} }, nil, nil
 	}

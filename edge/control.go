@@ -83,6 +83,9 @@ type StatusReport struct {
 	Cloud      *cloudlink.Status `json:"cloud,omitempty"`
 	Cache      *CacheStatus      `json:"cache,omitempty"` // nil when no cache is open (mode cloud)
 	Config     ConfigSources     `json:"config"`
+	// Waiting names what the edge still needs to serve through the cloud
+	// (a registration, say), with what to do about it.
+	Waiting []string `json:"waiting,omitempty"`
 }
 
 // UpstreamStatus is one cloud RadSec server.
@@ -120,6 +123,9 @@ type ConfigSources struct {
 	// Sections maps each setting the cloud can push (KeyClients, …) to
 	// SourceFile, SourceCloud or SourceDefault.
 	Sections map[string]string `json:"sections,omitempty"`
+	// RestartPending are settings a reload changed that take effect only
+	// after a restart (restart.go).
+	RestartPending []string `json:"restart_pending,omitempty"`
 }
 
 // EntryView is a cache entry as the CLI prints it: the same whether the
@@ -378,7 +384,13 @@ func writeResponse(w io.Writer, resp ControlResponse) {
 }
 
 func (a *App) controlCommand(c *control, req ControlRequest) ControlResponse {
-	if req.Cmd == CmdStatus {
+	switch req.Cmd {
+	case CmdStatus:
+		return ControlResponse{Status: a.statusReport(c.since)}
+	case CmdRegistered:
+		if err := a.adoptRegistration(); err != nil {
+			return ControlResponse{Error: err.Error()}
+		}
 		return ControlResponse{Status: a.statusReport(c.since)}
 	}
 	var store *cache.Store
@@ -405,8 +417,8 @@ func (a *App) statusReport(since time.Time) *StatusReport {
 			}
 		}
 	}
-	if a.cloudStatus != nil {
-		if cs, ok := a.cloudStatus().(cloudlink.Status); ok {
+	if ls := a.linkStatus(); ls != nil {
+		if cs, ok := ls.(cloudlink.Status); ok {
 			st.Registered, st.Cloud = true, &cs
 			st.Config.CloudETag = cs.ConfigETag
 			if !cs.LastConfig.IsZero() {
@@ -420,8 +432,10 @@ func (a *App) statusReport(since time.Time) *StatusReport {
 			EventsDropped: s.EventsDropped, FullSync: s.FullSync, SchemaVersion: s.SchemaVersion, FileSize: s.FileSize,
 			AccountingHeld: s.AccountingHeld, AccountingOldest: s.AccountingOldest, AccountingFull: s.AccountingFull, LastFault: s.LastFault}
 	}
+	st.Waiting = a.waitingFor()
 	st.Config.File = a.opts.ConfigPath
 	st.Config.Sections = a.configSources()
+	st.Config.RestartPending = a.restartPending()
 	for _, kv := range os.Environ() {
 		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "MXEDGE_") {
 			st.Config.Env = append(st.Config.Env, name)

@@ -63,11 +63,11 @@ type App struct {
 	reloads    *prometheus.CounterVec
 	reloadOK   prometheus.Gauge
 	local      *localNAC // nil unless survivability built it (local.go)
-	// cloudStop stops the cloud link (cloud.go); cloudStatus snapshots it.
-	cloudStop   func()
-	cloudStatus func() any
-	side        sidecars   // control socket and cache learning (control.go, learn.go)
-	cc          cloudState // the cloud's pushed config (cloudconfig.go)
+	// link is the cloud link (cloud.go), which a registration made while
+	// the daemon runs starts (register.go).
+	link link
+	side sidecars   // control socket and cache learning (control.go, learn.go)
+	cc   cloudState // the cloud's pushed config (cloudconfig.go)
 	// health decides cloud or survival (health.go); bgStop ends it, the
 	// accounting replay and the cache sweeper.
 	health *health
@@ -78,7 +78,8 @@ type App struct {
 	// file was replaced by an empty one; nil until the cloud link runs.
 	resync atomic.Pointer[cloudlink.Syncer]
 
-	console consoleWire // the web console's decision recorder (consolewire.go)
+	console consoleWire  // the web console's decision recorder (consolewire.go)
+	restart restartState // settings a reload changed that need a restart (restart.go)
 }
 
 // Run starts the edge and blocks until ctx ends, then shuts down in order:
@@ -119,6 +120,7 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	a := &App{opts: opts, log: newLogger(opts.Stderr, cfg.Log), reg: newRegistry(), selfSecret: newSelfCheckSecret()}
 	cfg = a.startWithCloud(cfg) // cloudconfig.go: the persisted cloud config fills what the file leaves out
 	a.cfg.Store(cfg)
+	a.restart.started = cfg
 	a.registerMetrics()
 	for _, w := range cfg.Warnings() {
 		a.log.Warn("config", "note", w)
@@ -148,7 +150,8 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	}
 	if a.cloud != nil {
 		a.router.setCloud(a.cloud)
-	} else {
+	} else if _, err := cloudlink.LoadRegistration(cfg.StateDir); !errors.Is(err, cloudlink.ErrNotRegistered) {
+		// Unregistered, the edge waits for the registration (register.go).
 		a.log.Warn("no cloud RadSec servers (cloud.radsec.servers, or a registration): requests have nowhere to go")
 	}
 
@@ -169,11 +172,13 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 		a.bgGo(bg, "cache_sweeper", func() { store.RunSweeper(bg, sweepInterval) })
 	}
 	a.router.learn = a.startLearning(cfg, store)
-	a.cloudStop, a.cloudStatus, err = a.startCloud(ctx, cfg, store)
+	a.link.ctx, a.link.store = ctx, store
+	stopLink, linkStatus, err := a.startCloud(ctx, cfg, store)
 	if err != nil {
 		a.closeAll()
 		return nil, err
 	}
+	a.setLink(stopLink, linkStatus)
 	if err := a.listen(ctx, cfg); err != nil {
 		a.closeAll()
 		return nil, err
@@ -203,7 +208,8 @@ func (a *App) registerMetrics() {
 		Name: "mxedge_config_reloads_total", Help: "Config reloads by result.",
 	}, []string{"result"})
 	a.reloadOK = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "mxedge_config_last_reload_successful", Help: "1 if the last config reload succeeded.",
+		Name: "mxedge_config_last_reload_successful",
+		Help: "1 if the last config reload was applied; see mxedge_config_restart_pending for settings it left for a restart.",
 	})
 	a.reloadOK.Set(1)
 	a.panics = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -212,6 +218,7 @@ func (a *App) registerMetrics() {
 		ConstLabels: prometheus.Labels{"component": "edge"},
 	}, []string{"goroutine"})
 	a.reg.MustRegister(info, a.reloads, a.reloadOK, a.panics)
+	a.registerRestartMetrics()
 }
 
 // buildClients turns the radius.clients section into a lookup table. The
@@ -322,7 +329,7 @@ func (a *App) listen(ctx context.Context, cfg *config.Config) error {
 			Clients:         a.clients.Load,
 			Handler:         a.fed,
 			DuplicateWindow: cfg.RADIUS.DuplicateWindow,
-			Logger:          a.log.With("listener", kind),
+			Logger:          a.log, // the server adds listener=kind itself
 			Registerer:      prometheus.WrapRegistererWith(prometheus.Labels{"listener": kind}, a.reg),
 		})
 		if err != nil {
@@ -378,6 +385,9 @@ func (a *App) Reload() error {
 	a.cc.reloadMu.Lock() // cloud pushes reload too (cloudconfig.go)
 	defer a.cc.reloadMu.Unlock()
 	cfg, err := config.Load(a.opts.ConfigPath)
+	if err == nil {
+		err = cfg.CheckFiles(config.FileCheck{}) // what run would refuse, reload refuses
+	}
 	if err != nil {
 		a.reloads.WithLabelValues("error").Inc()
 		a.reloadOK.Set(0)
@@ -395,27 +405,10 @@ func (a *App) Reload() error {
 		a.reloadOK.Set(0)
 		return err
 	}
-	rs := cloudRadSec(cfg)
-	if !reflect.DeepEqual(rs, a.cloudRS) || certsChanged(rs, a.cloudLoaded) {
-		pool, err := a.newCloudPool(rs)
-		if err != nil {
-			a.reloads.WithLabelValues("error").Inc()
-			a.reloadOK.Set(0)
-			return err
-		}
-		old := a.cloud
-		a.cloud, a.cloudRS, a.cloudLoaded = pool, rs, certTimes(rs)
-		if pool != nil {
-			a.router.setCloud(pool)
-		} else {
-			a.router.setCloud(nil)
-		}
-		if old != nil {
-			// Requests already in the old pool finish there; close it
-			// once the longest of them has timed out.
-			time.AfterFunc(old.Timeout()+time.Second, func() { old.Close() })
-		}
-		a.log.Info("cloud RadSec pool replaced", "servers", rs.Servers)
+	if err := a.refreshCloudPool(cfg); err != nil {
+		a.reloads.WithLabelValues("error").Inc()
+		a.reloadOK.Set(0)
+		return err
 	}
 	if err := a.fed.Reload(cfg); err != nil {
 		a.log.Error("federation reload refused; keeping the running routes", "err", err)
@@ -432,7 +425,40 @@ func (a *App) Reload() error {
 	a.cfg.Store(cfg)
 	a.reloads.WithLabelValues("ok").Inc()
 	a.reloadOK.Set(1)
-	a.log.Info("config reloaded", "clients", len(cfg.RADIUS.Clients))
+	if len(a.noteRestart(cfg)) == 0 {
+		a.log.Info("config reloaded", "clients", len(cfg.RADIUS.Clients))
+	}
+	if err := a.startLinkIfRegistered(); err != nil { // a registration made since
+		a.log.Error("registration not picked up", "err", err)
+	}
+	return nil
+}
+
+// refreshCloudPool replaces the cloud RadSec pool when its settings, the
+// registration they come from or their files changed. The caller holds
+// a.cc.reloadMu.
+func (a *App) refreshCloudPool(cfg *config.Config) error {
+	rs := cloudRadSec(cfg)
+	if reflect.DeepEqual(rs, a.cloudRS) && !certsChanged(rs, a.cloudLoaded) {
+		return nil
+	}
+	pool, err := a.newCloudPool(rs)
+	if err != nil {
+		return err
+	}
+	old := a.cloud
+	a.cloud, a.cloudRS, a.cloudLoaded = pool, rs, certTimes(rs)
+	if pool != nil {
+		a.router.setCloud(pool)
+	} else {
+		a.router.setCloud(nil)
+	}
+	if old != nil {
+		// Requests already in the old pool finish there; close it
+		// once the longest of them has timed out.
+		time.AfterFunc(old.Timeout()+time.Second, func() { old.Close() })
+	}
+	a.log.Info("cloud RadSec pool replaced", "servers", rs.Servers)
 	return nil
 }
 
@@ -456,9 +482,7 @@ func (a *App) closeAll() {
 		a.bgStop()
 		a.bgWG.Wait() // the replay and the sweeper use the store
 	}
-	if a.cloudStop != nil {
-		a.cloudStop() // before the store it writes to closes
-	}
+	a.stopLink() // before the store it writes to closes
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

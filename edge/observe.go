@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"reflect"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,7 +27,28 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
+	opts.ReplaceAttr = readableValue
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// readableValue renders lists and maps in text logs as JSON, which an
+// operator reads and jq parses, instead of Go's map[k:v] and [a b]
+// (which the JSON handler never prints anyway).
+func readableValue(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() != slog.KindAny {
+		return a
+	}
+	v := a.Value.Any()
+	switch reflect.ValueOf(v).Kind() {
+	case reflect.Map, reflect.Slice, reflect.Array:
+		if _, ok := v.([]byte); ok {
+			return a
+		}
+		if b, err := json.Marshal(v); err == nil {
+			return slog.String(a.Key, string(b))
+		}
+	}
+	return a
 }
 
 // newRegistry returns a fresh registry with the process and Go collectors,

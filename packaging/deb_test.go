@@ -182,15 +182,16 @@ func contents(t *testing.T, deb string) map[string]entry {
 
 func checkContents(t *testing.T, deb string) {
 	wantFiles := map[string]string{
-		"/usr/bin/mxedge":                     "-rwxr-xr-x",
-		"/lib/systemd/system/mxedge.service":  "-rw-r--r--",
-		"/usr/lib/sysusers.d/mxedge.conf":     "-rw-r--r--",
-		"/usr/lib/tmpfiles.d/mxedge.conf":     "-rw-r--r--",
-		"/etc/mxedge/config.yaml":             "-rw-r--r--",
-		"/usr/share/doc/mxedge/copyright":     "-rw-r--r--",
-		"/usr/share/doc/mxedge/changelog.gz":  "-rw-r--r--",
-		"/usr/share/man/man1/mxedge.1.gz":     "-rw-r--r--",
-		"/usr/share/lintian/overrides/mxedge": "-rw-r--r--",
+		"/usr/bin/mxedge":                               "-rwxr-xr-x",
+		"/lib/systemd/system/mxedge.service":            "-rw-r--r--",
+		"/usr/lib/sysusers.d/mxedge.conf":               "-rw-r--r--",
+		"/usr/lib/tmpfiles.d/mxedge.conf":               "-rw-r--r--",
+		"/etc/mxedge/config.yaml":                       "-rw-r--r--",
+		"/usr/share/doc/mxedge/copyright":               "-rw-r--r--",
+		"/usr/share/doc/mxedge/changelog.gz":            "-rw-r--r--",
+		"/usr/share/man/man1/mxedge.1.gz":               "-rw-r--r--",
+		"/usr/share/bash-completion/completions/mxedge": "-rw-r--r--",
+		"/usr/share/lintian/overrides/mxedge":           "-rw-r--r--",
 	}
 	got := contents(t, deb)
 	var files []string
@@ -267,12 +268,13 @@ func checkFiles(t *testing.T, deb string) {
 	run(t, "", nil, "dpkg-deb", "--extract", deb, dir)
 	root := repoRoot(t)
 	same := map[string]string{
-		"etc/mxedge/config.yaml":             "config.example.yaml",
-		"lib/systemd/system/mxedge.service":  "systemd/mxedge.service",
-		"usr/lib/sysusers.d/mxedge.conf":     "systemd/mxedge.sysusers",
-		"usr/lib/tmpfiles.d/mxedge.conf":     "systemd/mxedge.tmpfiles",
-		"usr/share/doc/mxedge/copyright":     "packaging/deb/copyright",
-		"usr/share/lintian/overrides/mxedge": "packaging/deb/lintian-overrides",
+		"etc/mxedge/config.yaml":                       "config.example.yaml",
+		"lib/systemd/system/mxedge.service":            "systemd/mxedge.service",
+		"usr/lib/sysusers.d/mxedge.conf":               "systemd/mxedge.sysusers",
+		"usr/lib/tmpfiles.d/mxedge.conf":               "systemd/mxedge.tmpfiles",
+		"usr/share/doc/mxedge/copyright":               "packaging/deb/copyright",
+		"usr/share/lintian/overrides/mxedge":           "packaging/deb/lintian-overrides",
+		"usr/share/bash-completion/completions/mxedge": "packaging/completion/mxedge.bash",
 	}
 	for shipped, src := range same {
 		a, err := os.ReadFile(filepath.Join(dir, shipped))

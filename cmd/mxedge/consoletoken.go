@@ -27,15 +27,15 @@ type consoleInfo struct {
 // loopback, creating the token file when there is none yet (the daemon
 // reads it again when it changes).
 func consoleTokenCmd(args []string, stdout, stderr io.Writer) int {
-	f, ok := parseCLI("mxedge console-token", args, stderr)
-	if !ok {
-		return 2
+	f, code, done := parseCLI("console-token", args, stdout, stderr)
+	if done {
+		return code
 	}
 	if len(f.args) > 0 {
 		fmt.Fprintf(stderr, "mxedge console-token: unexpected argument %q\n", f.args[0])
 		return 2
 	}
-	cfg, ok := loadCLIConfig(f.config, stderr)
+	cfg, ok := loadCLIConfig(f, stderr)
 	if !ok {
 		return 1
 	}

@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -13,7 +12,6 @@ import (
 	"runtime/debug"
 	"syscall"
 
-	"github.com/mxedge/mxedge/cloudlink"
 	"github.com/mxedge/mxedge/edge"
 	"github.com/mxedge/mxedge/edge/config"
 )
@@ -26,20 +24,25 @@ const usage = `mxedge — on-premises edge for a cloud NAC
 
 Usage:
   mxedge run          [--config FILE]   run the daemon (RADIUS/UDP in, RadSec to the cloud out)
-  mxedge check-config [--config FILE]   validate a config; prints FILE: KEY: reason per problem, exit 1 if any
-  mxedge register     --registration-code CODE [--cloud URL] [--state-dir DIR] [--cloud-ca FILE]
-                                        enrol this edge with the cloud (writes the registration under state_dir)
-  mxedge status       [--config FILE] [--json]
+  mxedge check-config [--config FILE] [--user NAME]
+                                        validate a config and the files it names; prints FILE: KEY: reason
+                                        per problem, exit 1 if any
+  mxedge register     --registration-code CODE [--config FILE] [--cloud URL] [--state-dir DIR]
+                      [--cloud-ca FILE] [--user NAME]
+                                        enrol this edge with the cloud (writes the registration under
+                                        state_dir, owned by the service user) and tell a running daemon
+  mxedge status       [--config FILE] [--state-dir DIR] [--json]
                                         mode, upstreams, last sync, cache and outbox of the running daemon
-  mxedge cache ls|show MAC|purge [MAC] [--config FILE] [--json]
+  mxedge cache ls|show MAC|purge [MAC] [--config FILE] [--state-dir DIR] [--json]
   mxedge cache recover FILE [--config FILE] [--json]   (daemon stopped)
                                         list, show or purge cached clients (through the daemon when it runs)
   mxedge console-token [--config FILE] [--json]
                                         the web console's address and the token it asks for off loopback
-  mxedge version                        print the version
+  mxedge version                        version, commit, Go version and the libcrypto signer
 
---config defaults to ` + defaultConfig + `. MXEDGE_* environment variables
-override scalar keys, e.g. MXEDGE_LOG_LEVEL=debug for log.level.
+--config defaults to ` + defaultConfig + `; a --config FILE that does not exist is
+an error. MXEDGE_* environment variables override scalar keys, e.g.
+MXEDGE_LOG_LEVEL=debug for log.level. ` + "`mxedge COMMAND --help`" + ` shows a command's flags.
 `
 
 func main() {
@@ -66,12 +69,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmd, args := args[0], args[1:]
-	fs := flag.NewFlagSet("mxedge "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", defaultConfig, "config file")
 	switch cmd {
 	case "version", "--version", "-v":
-		fmt.Fprintf(stdout, "mxedge %s\n", version)
+		if code, done := parseOnly("version", args, stdout, stderr); done {
+			return code
+		}
+		printVersion(stdout)
 		return 0
 	case "help", "--help", "-h":
 		fmt.Fprint(stdout, usage)
@@ -86,70 +89,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "console-token":
 		return consoleTokenCmd(args, stdout, stderr)
 	case "check-config":
-		if err := fs.Parse(args); err != nil {
-			return 2
-		}
-		cfg, err := config.Load(*cfgPath)
-		if err != nil {
-			fmt.Fprintln(stderr, describe(*cfgPath, err))
-			return 1
-		}
-		for _, w := range cfg.Warnings() {
-			fmt.Fprintln(stderr, "warning:", w)
-		}
-		if off := cfg.RadSecListenerOff(); off != "" && len(cfg.RadSec.Listen) > 0 {
-			fmt.Fprintln(stderr, "warning:", off) // the daemon logs the same at start
-		}
-		fmt.Fprintf(stdout, "%s: ok\n", *cfgPath)
-		return 0
+		return checkConfigCmd(args, stdout, stderr)
 	case "register":
-		code := fs.String("registration-code", "", "one-time registration code from the cloud")
-		cloudURL := fs.String("cloud", "", "cloud API URL (default: cloud.api_url)")
-		stateDir := fs.String("state-dir", "", "state directory (default: state_dir)")
-		caFile := fs.String("cloud-ca", "", "extra CA file to trust for the API (lab clouds)")
-		if err := fs.Parse(args); err != nil {
-			return 2
-		}
-		cfg, err := config.Load(*cfgPath)
-		if errors.Is(err, os.ErrNotExist) {
-			cfg, err = config.Default(), nil
-		}
-		if err != nil {
-			fmt.Fprintln(stderr, describe(*cfgPath, err))
-			return 1
-		}
-		if *code == "" {
-			fmt.Fprintln(stderr, "mxedge register: --registration-code is required")
-			return 2
-		}
-		if *cloudURL == "" {
-			*cloudURL = cfg.Cloud.APIURL
-		}
-		if *cloudURL == "" {
-			fmt.Fprintln(stderr, "mxedge register: no --cloud and no cloud.api_url in the config")
-			return 2
-		}
-		if *stateDir == "" {
-			*stateDir = cfg.StateDir
-		}
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-		defer stop()
-		reg, err := cloudlink.Register(ctx, *cloudURL, *code, *stateDir, cloudlink.RegisterOptions{
-			CAFile: *caFile, ProxyURL: cfg.Cloud.ProxyURL, Version: version,
-		})
-		if err != nil {
-			fmt.Fprintln(stderr, "mxedge register:", err)
-			return 1
-		}
-		// The line operators and scripts look for.
-		fmt.Fprintf(stdout, "edge %s registered (org %s, site %s)\n", reg.EdgeID, reg.OrgID, reg.SiteID)
-		fmt.Fprintf(stdout, "registration finished successfully. (regfile at %s)\n", reg.Path)
-		return 0
+		return registerCmd(args, stdout, stderr)
 	case "run":
-		if err := fs.Parse(args); err != nil {
-			return 2
+		fs, cfgPath := newFlags("run", stdout, stderr)
+		if code, done := parseHelpToStdout(fs, args, stdout); done {
+			return code
 		}
-		cfg, err := config.Load(*cfgPath)
+		cfg, err := loadChecked(*cfgPath, nil)
 		if err != nil {
 			fmt.Fprintln(stderr, describe(*cfgPath, err))
 			return 1
@@ -171,6 +119,53 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mxedge: unknown command %q\n\n%s", cmd, usage)
 		return 2
 	}
+}
+
+// loadChecked is the one validation check-config and run share: the file
+// (config.Load) and the files it names (CheckFiles), as the account as
+// (nil: this process) would read them.
+func loadChecked(path string, as *config.Account) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.CheckFiles(config.FileCheck{As: as}); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// checkConfigCmd implements `mxedge check-config [--config FILE] [--user NAME]`.
+func checkConfigCmd(args []string, stdout, stderr io.Writer) int {
+	fs, cfgPath := newFlags("check-config", stdout, stderr)
+	userName := fs.String("user", serviceUser, "account the daemon runs as: files must be readable by it (checked when run as root)")
+	if code, done := parseHelpToStdout(fs, args, stdout); done {
+		return code
+	}
+	var as *config.Account
+	if os.Geteuid() == 0 && *userName != "" && *userName != "root" {
+		a, err := config.LookupAccount(*userName)
+		switch {
+		case err == nil:
+			as = a
+		case flagSet(fs, "user"):
+			fmt.Fprintf(stderr, "mxedge check-config: --user %s: %v\n", *userName, err)
+			return 2
+		}
+	}
+	cfg, err := loadChecked(*cfgPath, as)
+	if err != nil {
+		fmt.Fprintln(stderr, describe(*cfgPath, err))
+		return 1
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
+	if off := cfg.RadSecListenerOff(); off != "" && len(cfg.RadSec.Listen) > 0 {
+		fmt.Fprintln(stderr, "warning:", off) // the daemon logs the same at start
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", *cfgPath)
+	return 0
 }
 
 // describe makes a read error look like the validation errors: FILE: reason.

@@ -20,12 +20,12 @@ import (
 // on the file directly, so the daemon must be stopped: bbolt's lock
 // admits one process.
 func cacheRecoverCmd(args []string, stdout, stderr io.Writer) int {
-	f, ok := parseCLI("mxedge cache recover", args, stderr)
-	if !ok {
-		return 2
+	f, code, done := parseCLI("cache recover", args, stdout, stderr)
+	if done {
+		return code
 	}
 	if len(f.args) != 1 {
-		fmt.Fprintln(stderr, "usage: mxedge cache recover FILE [--config FILE] [--json]")
+		fmt.Fprintln(stderr, "usage: "+synopses["cache recover"])
 		return 2
 	}
 	from := f.args[0]
@@ -33,7 +33,7 @@ func cacheRecoverCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "mxedge cache recover:", err)
 		return 1
 	}
-	cfg, ok := loadCLIConfig(f.config, stderr)
+	cfg, ok := loadCLIConfig(f, stderr)
 	if !ok {
 		return 1
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -37,55 +36,94 @@ const (
 // cliFlags are the flags every status/cache command takes. They may come
 // before or after the positional arguments.
 type cliFlags struct {
-	config string
-	json   bool
-	args   []string
+	config    string
+	configSet bool // --config given: a missing file is an error
+	stateDir  string
+	json      bool
+	args      []string
 }
 
-func parseCLI(name string, args []string, stderr io.Writer) (cliFlags, bool) {
-	var f cliFlags
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&f.config, "config", defaultConfig, "config file")
+// parseCLI parses a status/cache/console-token command line; cmd keys
+// synopses. done is set with the exit code (0 after --help).
+func parseCLI(cmd string, args []string, stdout, stderr io.Writer) (f cliFlags, code int, done bool) {
+	fs, cfg := newFlags(cmd, stdout, stderr)
 	fs.BoolVar(&f.json, "json", false, "print JSON")
+	if strings.Contains(synopses[cmd], "--state-dir") {
+		fs.StringVar(&f.stateDir, "state-dir", "", "state directory of the daemon to ask; the config file is then not read")
+	}
 	for {
-		if err := fs.Parse(args); err != nil {
-			return f, false
+		if code, done := parseHelpToStdout(fs, args, stdout); done {
+			return f, code, true
 		}
 		args = fs.Args()
 		if len(args) == 0 {
-			return f, true
+			break
 		}
 		f.args = append(f.args, args[0])
 		args = args[1:]
 	}
+	f.config, f.configSet = *cfg, flagSet(fs, "config")
+	return f, 0, false
 }
 
-// loadCLIConfig reads the config for state_dir; an absent file means the
-// defaults, as on a host where the daemon runs from them.
-func loadCLIConfig(path string, stderr io.Writer) (*config.Config, bool) {
-	cfg, err := config.Load(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return config.Default(), true
-	}
+// loadCLIConfig reads the config for a command that needs more of it
+// than state_dir (console-token, cache recover).
+func loadCLIConfig(f cliFlags, stderr io.Writer) (*config.Config, bool) {
+	cfg, err := loadConfig(f.config, f.configSet)
 	if err != nil {
-		fmt.Fprintln(stderr, describe(path, err))
+		fmt.Fprintln(stderr, describe(f.config, err))
 		return nil, false
 	}
 	return cfg, true
 }
 
+// stateConfig is the config status and cache use: they need only the
+// state directory, to find the daemon's control socket. --state-dir needs
+// no file at all; a file that is invalid (just edited, say) still names
+// it, which is when an operator needs status most. A --config FILE that
+// does not exist is an error.
+func stateConfig(cmd string, f cliFlags, stderr io.Writer) (*config.Config, bool) {
+	if f.stateDir != "" {
+		if !filepath.IsAbs(f.stateDir) {
+			abs, err := filepath.Abs(f.stateDir)
+			if err != nil {
+				fmt.Fprintf(stderr, "mxedge %s: --state-dir: %v\n", cmd, err)
+				return nil, false
+			}
+			f.stateDir = abs
+		}
+		cfg := config.Default()
+		cfg.StateDir = f.stateDir
+		return cfg, true
+	}
+	cfg, err := loadConfig(f.config, f.configSet)
+	if err == nil {
+		return cfg, true
+	}
+	var invalid config.Errors
+	if !errors.As(err, &invalid) {
+		fmt.Fprintln(stderr, describe(f.config, err))
+		return nil, false
+	}
+	data, _ := os.ReadFile(f.config)
+	cfg = config.Default()
+	cfg.StateDir = config.StateDir(data)
+	fmt.Fprintf(stderr, "warning: %s is invalid (%d problems: mxedge check-config --config %s lists them); using state_dir %s\n",
+		f.config, len(invalid), f.config, cfg.StateDir)
+	return cfg, true
+}
+
 // statusCmd implements `mxedge status [--config F] [--json]`.
 func statusCmd(args []string, stdout, stderr io.Writer) int {
-	f, ok := parseCLI("mxedge status", args, stderr)
-	if !ok {
-		return 2
+	f, code, done := parseCLI("status", args, stdout, stderr)
+	if done {
+		return code
 	}
 	if len(f.args) > 0 {
 		fmt.Fprintf(stderr, "mxedge status: unexpected argument %q\n", f.args[0])
 		return 2
 	}
-	cfg, ok := loadCLIConfig(f.config, stderr)
+	cfg, ok := stateConfig("status", f, stderr)
 	if !ok {
 		return 1
 	}
@@ -203,6 +241,9 @@ func printStatus(w io.Writer, st *edge.StatusReport) {
 		}
 		fmt.Fprintf(tw, "upstreams:\t%s\n", strings.Join(ups, ", "))
 	}
+	for _, w := range st.Waiting {
+		fmt.Fprintf(tw, "waiting for:\t%s\n", w)
+	}
 	if !st.Registered || st.Cloud == nil {
 		fmt.Fprintf(tw, "cloud:\tnot registered\n")
 	} else {
@@ -258,6 +299,9 @@ func printStatus(w io.Writer, st *edge.StatusReport) {
 			src = append(src, "cloud config "+st.Config.CloudETag)
 		}
 		fmt.Fprintf(tw, "config:\t%s\n", strings.Join(src, "; "))
+		if p := st.Config.RestartPending; len(p) > 0 {
+			fmt.Fprintf(tw, "restart pending:\t%s (changed by a reload; applied at the next restart)\n", strings.Join(p, ", "))
+		}
 		keys := slices.Sorted(maps.Keys(st.Config.Sections))
 		for _, k := range keys {
 			fmt.Fprintf(tw, "  %s:\tfrom %s\n", k, st.Config.Sections[k])
@@ -274,12 +318,12 @@ func orDefault(s, d string) string {
 
 // cacheCmd implements `mxedge cache ls|show MAC|purge [MAC] [--config F] [--json]`.
 func cacheCmd(args []string, stdout, stderr io.Writer) int {
-	f, ok := parseCLI("mxedge cache", args, stderr)
-	if !ok {
-		return 2
+	f, code, done := parseCLI("cache", args, stdout, stderr)
+	if done {
+		return code
 	}
 	if len(f.args) == 0 {
-		fmt.Fprintln(stderr, "usage: mxedge cache ls|show MAC|purge [MAC] [--config FILE] [--json]")
+		fmt.Fprintln(stderr, "usage: "+synopses["cache"])
 		return 2
 	}
 	var req edge.ControlRequest
@@ -294,7 +338,7 @@ func cacheCmd(args []string, stdout, stderr io.Writer) int {
 			req.MAC = rest[0]
 		}
 	default:
-		fmt.Fprintln(stderr, "usage: mxedge cache ls|show MAC|purge [MAC] [--config FILE] [--json]")
+		fmt.Fprintln(stderr, "usage: "+synopses["cache"])
 		return 2
 	}
 	if req.MAC != "" {
@@ -303,7 +347,7 @@ func cacheCmd(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	cfg, ok := loadCLIConfig(f.config, stderr)
+	cfg, ok := stateConfig("cache", f, stderr)
 	if !ok {
 		return 1
 	}

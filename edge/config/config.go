@@ -28,6 +28,7 @@ type Config struct {
 	Survivability Survivability `yaml:"survivability"`
 	Federation    []Federation  `yaml:"federation"`
 
+	name     string // the file, for problems found after Parse (CheckFiles)
 	warnings []string
 	// local holds every key path the file or an MXEDGE_* variable set,
 	// with its parents, so that settings the cloud pushes can yield to it.
@@ -108,7 +109,9 @@ type Client struct {
 	Site                        string       `yaml:"site"`
 	RequireMessageAuthenticator bool         `yaml:"require_message_authenticator"`
 	LimitProxyState             bool         `yaml:"limit_proxy_state"`
-	CoAPort                     int          `yaml:"coa_port"`
+	// CoAPort is refused while set: mxedge relays no CoA or Disconnect
+	// requests yet, and a key that is accepted must do something.
+	CoAPort int `yaml:"coa_port" refused:"not supported yet: mxedge relays no CoA/Disconnect requests; remove the key"`
 }
 
 func (c *Client) setDefaults() {
@@ -356,11 +359,15 @@ func Parse(name string, data []byte) (*Config, error) {
 			env[key] = name
 		}
 	}
+	p := newProblems(name, env)
+	if errs := checkKeys(name, data); len(errs) > 0 {
+		return nil, errs
+	}
 	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
 		return nil, Errors{{File: name, Reason: yamlReason(err)}}
 	}
+	unknownEnv(p, os.Environ())
 
-	p := newProblems(name, env)
 	c := Default()
 	c.local = localKeys(v, env) // validate lets some defaults yield to what the file set
 	p.decode("", settings(v), reflect.ValueOf(c).Elem())
@@ -369,6 +376,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		return nil, p.errs
 	}
 	c.warnings = p.warnings
+	c.name = name
 	return c, nil
 }
 

@@ -139,6 +139,12 @@ func (p *problems) decodeStruct(key string, in any, out reflect.Value) {
 			continue
 		}
 		known[name] = true
+		if why := f.Tag.Get("refused"); why != "" {
+			if v, ok := m[name]; ok && v != nil {
+				p.add(join(key, name), why)
+			}
+			continue
+		}
 		if v, ok := m[name]; ok {
 			p.decode(join(key, name), v, out.Field(i))
 		}

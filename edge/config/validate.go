@@ -109,7 +109,6 @@ func (r *RADIUS) validate(p *problems) {
 		}
 		secret(p, key+".secret", cl.Secret)
 		oneOf(p, key+".vendor", cl.Vendor, Vendors...)
-		intRange(p, key+".coa_port", cl.CoAPort, 1, 65535)
 		if !cl.RequireMessageAuthenticator {
 			p.warn(key+".require_message_authenticator", "false leaves this client open to BlastRADIUS (CVE-2024-3596)")
 		}
