@@ -8,7 +8,7 @@ import (
 
 	"github.com/mxedge/mxedge/cache"
 	"github.com/mxedge/mxedge/edge/nac/eaptls"
-	"github.com/mxedge/mxedge/edge/nac/internal/ratelog"
+	"github.com/mxedge/mxedge/internal/ratelog"
 	"github.com/mxedge/mxedge/proxy"
 	"github.com/mxedge/mxedge/proxy/packet"
 )
