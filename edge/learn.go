@@ -14,9 +14,9 @@ import (
 	"github.com/mxedge/mxedge/cache"
 	"github.com/mxedge/mxedge/edge/config"
 	"github.com/mxedge/mxedge/edge/nac"
-	"github.com/mxedge/mxedge/internal/ratelog"
 	"github.com/mxedge/mxedge/proxy"
 	"github.com/mxedge/mxedge/proxy/packet"
+	"github.com/mxedge/mxedge/proxy/ratelog"
 )
 
 // Learning from the proxy path (cloud.learn_from_accepts): when the cloud

@@ -22,10 +22,10 @@ import (
 	"time"
 
 	"github.com/mxedge/mxedge/edge/config"
-	"github.com/mxedge/mxedge/internal/ratelog"
 	"github.com/mxedge/mxedge/proxy"
 	"github.com/mxedge/mxedge/proxy/packet"
 	"github.com/mxedge/mxedge/proxy/radsec"
+	"github.com/mxedge/mxedge/proxy/ratelog"
 )
 
 // Peer kinds on the RadSec listener.

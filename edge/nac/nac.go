@@ -10,9 +10,9 @@ import (
 
 	"github.com/mxedge/mxedge/cache"
 	"github.com/mxedge/mxedge/edge/nac/eaptls"
-	"github.com/mxedge/mxedge/internal/ratelog"
 	"github.com/mxedge/mxedge/proxy"
 	"github.com/mxedge/mxedge/proxy/packet"
+	"github.com/mxedge/mxedge/proxy/ratelog"
 )
 
 // sweepInterval is how often idle EAP conversations are closed; overdue

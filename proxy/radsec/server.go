@@ -17,9 +17,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/mxedge/mxedge/internal/ratelog"
 	"github.com/mxedge/mxedge/proxy"
 	"github.com/mxedge/mxedge/proxy/packet"
+	"github.com/mxedge/mxedge/proxy/ratelog"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown.

@@ -1,8 +1,8 @@
 // Package ratelog bounds the log lines a flood of requests can cause:
 // per key, a few lines per interval reach the logger and the rest are
-// counted, and the count is logged once the interval is over. It sits at
-// the module root so that proxy, edge and edge/nac share one limiter
-// without importing each other.
+// counted, and the count is logged once the interval is over. It sits under
+// proxy, which proxy, edge and edge/nac may all import, so they share one
+// limiter (the root internal/ is for test helpers only).
 package ratelog
 
 import (
