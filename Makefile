@@ -60,6 +60,7 @@ bench: deps build ## benchmarks: Go benchmarks plus mxedge vs radsecproxy throug
 	$(GO) test -run '^$$' -bench 'LocalEAPTLS' -benchtime 2000x ./cmd/mxedge/
 	$(GO) test -run '^$$' -bench 'LocalMAB' -benchtime 100000x ./cmd/mxedge/
 	$(GO) test -run '^$$' -bench 'Flood' -benchtime 1x ./cmd/mxedge/
+	$(GO) test -run '^$$' -bench 'EAPAdmission' -benchtime 1x ./cmd/mxedge/
 	$(GO) test -run '^$$' -bench 'WANCut' -benchtime 1x ./cmd/mxedge/
 	$(GO) test -run '^$$' -bench 'RadSecListenerMAB' -benchtime 30000x ./cmd/mxedge/
 	$(BIN_DIR)/mxload compare

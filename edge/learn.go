@@ -16,6 +16,7 @@ import (
 	"github.com/mxedge/mxedge/edge/nac"
 	"github.com/mxedge/mxedge/proxy"
 	"github.com/mxedge/mxedge/proxy/packet"
+	"github.com/mxedge/mxedge/proxy/ratelog"
 )
 
 // Learning from the proxy path (cloud.learn_from_accepts): when the cloud
@@ -60,7 +61,10 @@ type learner struct {
 	closed  bool
 	learned *prometheus.CounterVec
 	dropped prometheus.Counter
-	failed  prometheus.Counter
+	// warn limits "not cached" lines, one per batch while the cache
+	// fails, to a few per interval with the count of the rest.
+	warn   *ratelog.Limiter
+	failed prometheus.Counter
 
 	rmu    sync.Mutex
 	recent map[string]recentLearn // learned lately, by cache key
@@ -69,6 +73,7 @@ type learner struct {
 func newLearner(store *cache.Store, log *slog.Logger, reg prometheus.Registerer, now func() time.Time) *learner {
 	l := &learner{
 		store: store, log: log, now: now,
+		warn:   ratelog.New(log, 10*time.Second, 5, now),
 		q:      make(chan cache.Entry, learnQueue),
 		done:   make(chan struct{}),
 		recent: make(map[string]recentLearn),
@@ -98,8 +103,10 @@ const learnBatch = 256
 
 func (l *learner) run() {
 	defer close(l.done)
+	defer l.warn.Close()
 	batch := make([]cache.Entry, 0, learnBatch)
 	for e := range l.q {
+		l.warn.Flush() // counts of lines held back in an interval now over
 		// Whatever queued up behind e goes in the same transaction.
 		batch = append(batch[:0], e)
 	more:
@@ -116,7 +123,7 @@ func (l *learner) run() {
 		}
 		if err := l.store.UpsertMany(batch); err != nil {
 			l.failed.Add(float64(len(batch)))
-			l.log.Warn("learned clients not cached", "entries", len(batch), "err", err)
+			l.warn.Log(slog.LevelWarn, "not_cached", "learned clients not cached", "entries", len(batch), "err", err)
 			l.forget(batch)
 			continue
 		}

@@ -25,6 +25,7 @@ import (
 	"github.com/mxedge/mxedge/proxy"
 	"github.com/mxedge/mxedge/proxy/packet"
 	"github.com/mxedge/mxedge/proxy/radsec"
+	"github.com/mxedge/mxedge/proxy/ratelog"
 )
 
 // Peer kinds on the RadSec listener.
@@ -46,6 +47,10 @@ type radsecListener struct {
 	trust  atomic.Pointer[radsecTrust]
 	listen []string // what lns were bound from; changing it needs a restart
 	wg     sync.WaitGroup
+	// warn limits the cloud's requests' log lines (one per request) to
+	// a few per kind in each interval; the next line says how many were
+	// suppressed.
+	warn *ratelog.Limiter
 }
 
 // radsecTrust is everything a handshake is checked against.
@@ -68,6 +73,7 @@ func (a *App) startRadSec(ctx context.Context, cfg *config.Config) error {
 		return nil
 	}
 	l := &radsecListener{log: a.log.With("component", "radsec-listener"), listen: slices.Clone(cfg.RadSec.Listen)}
+	l.warn = ratelog.New(l.log, 10*time.Second, 5, nil)
 	tr, err := loadRadSecTrust(cfg)
 	if err != nil {
 		return err
@@ -254,7 +260,7 @@ func (l *radsecListener) identify(st tls.ConnectionState, log *slog.Logger) (rad
 	names := certNames(leaf)
 	c := &proxy.Client{Name: names[0], Secret: radsecSecret, Vendor: "generic"}
 	if kind == peerCloud {
-		return radsec.Peer{Client: c, Kind: peerCloud, Handler: cloudInbound{log: log.With("component", "radsec-cloud", "peer", c.Name)}}, nil
+		return radsec.Peer{Client: c, Kind: peerCloud, Handler: cloudInbound{warn: l.warn, peer: c.Name}}, nil
 	}
 	for _, s := range tr.sites {
 		if matchAny([]string{s.Match}, names) {
@@ -299,7 +305,10 @@ func matchAny(patterns, names []string) bool {
 // Unsupported Service, roaming Access-Requests an Access-Reject, and each
 // a log line. Accounting has no negative answer: it is logged and not
 // acknowledged, so the cloud knows nothing was recorded.
-type cloudInbound struct{ log *slog.Logger }
+type cloudInbound struct {
+	warn *ratelog.Limiter
+	peer string
+}
 
 func (h cloudInbound) ServeRADIUS(_ context.Context, req *proxy.Request) ([]byte, proxy.Outcome) {
 	p := req.Packet
@@ -320,15 +329,17 @@ func (h cloudInbound) ServeRADIUS(_ context.Context, req *proxy.Request) ([]byte
 			return packet.AppendAttr(b, packet.AttrReplyMessage, []byte("mxedge: requests from the cloud are not served yet"))
 		}
 	default:
-		h.log.Warn("request from the cloud not served (not implemented yet); not acknowledged", "code", p.Code.String(), "id", p.ID)
+		h.warn.Log(slog.LevelWarn, "cloud_unacknowledged", "request from the cloud not served (not implemented yet); not acknowledged",
+			"peer", h.peer, "code", p.Code.String(), "id", p.ID)
 		return nil, proxy.OutcomeDropped
 	}
 	reply, err := proxy.Reply(req, code, body)
 	if err != nil {
-		h.log.Error("answering the cloud failed", "code", p.Code.String(), "err", err)
+		h.warn.Log(slog.LevelError, "cloud_reply_failed", "answering the cloud failed", "peer", h.peer, "code", p.Code.String(), "err", err)
 		return nil, proxy.OutcomeDropped
 	}
-	h.log.Warn("request from the cloud not served yet; refused", "code", p.Code.String(), "id", p.ID, "answer", code.String())
+	h.warn.Log(slog.LevelWarn, "cloud_refused", "request from the cloud not served yet; refused",
+		"peer", h.peer, "code", p.Code.String(), "id", p.ID, "answer", code.String())
 	return reply, proxy.OutcomeLocal
 }
 

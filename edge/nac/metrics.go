@@ -11,6 +11,7 @@ type metrics struct {
 	eventErrors prometheus.Counter
 	dropped     *prometheus.CounterVec
 	evicted     *prometheus.CounterVec
+	panics      *prometheus.CounterVec // mxedge_panics_total{component="nac"}
 }
 
 // NewDecisions returns the decisions counter, mxedge_nac_decisions_total.
@@ -39,6 +40,13 @@ func newMetrics(reg prometheus.Registerer, sessions func() int) (*metrics, error
 			Name: "mxedge_nac_eap_evicted_total",
 			Help: "Half-open EAP conversations closed to admit a new one, by the scope whose cap was reached (global, client, port, device).",
 		}, []string{"scope"}),
+		// The same family as the other packages' recovered panics, told
+		// apart by component.
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "mxedge_panics_total",
+			Help:        "Panics recovered in background goroutines, which then restart.",
+			ConstLabels: prometheus.Labels{"component": "nac"},
+		}, []string{"goroutine"}),
 	}
 	gauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "mxedge_nac_sessions",
@@ -59,6 +67,12 @@ func newMetrics(reg prometheus.Registerer, sessions func() int) (*metrics, error
 	}
 	if m.evicted, err = reuse(reg, m.evicted); err != nil {
 		return nil, err
+	}
+	if m.panics, err = reuse(reg, m.panics); err != nil {
+		return nil, err
+	}
+	for _, g := range []string{"event_writer", "session_sweeper"} {
+		m.panics.WithLabelValues(g)
 	}
 	if err := reg.Register(gauge); err != nil {
 		var are prometheus.AlreadyRegisteredError

@@ -2,15 +2,17 @@ package nac
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/mxedge/mxedge/cache"
 	"github.com/mxedge/mxedge/edge/nac/eaptls"
-	"github.com/mxedge/mxedge/edge/nac/internal/ratelog"
 	"github.com/mxedge/mxedge/proxy"
 	"github.com/mxedge/mxedge/proxy/packet"
+	"github.com/mxedge/mxedge/proxy/ratelog"
 )
 
 // sweepInterval is how often idle EAP conversations are closed; overdue
@@ -73,7 +75,17 @@ func New(cfg Config) (*Authenticator, error) {
 	ctx, stop := context.WithCancel(context.Background())
 	a.stop = stop
 	a.wg.Add(3)
-	go func() { defer a.wg.Done(); a.sess.Run(ctx, sweepInterval) }()
+	go func() {
+		defer a.wg.Done()
+		// A panic in a sweep restarts the sweeper after a backoff; the
+		// table's lock is released by its deferred unlocks.
+		for fails := 0; a.recovered("session_sweeper", func() { a.sess.Run(ctx, sweepInterval) }) && ctx.Err() == nil; fails++ {
+			select {
+			case <-ctx.Done():
+			case <-time.After(min(time.Second<<min(fails, 6), time.Minute)):
+			}
+		}
+	}()
 	go func() { defer a.wg.Done(); a.writeEvents() }()
 	go func() { defer a.wg.Done(); a.flushLogs(ctx) }()
 	return a, nil
@@ -309,8 +321,25 @@ func (a *Authenticator) storeAlone(q queued) {
 	}
 }
 
+// recovered runs f and reports whether it panicked, counting and
+// logging the panic.
+func (a *Authenticator) recovered(goroutine string, f func()) (panicked bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			panicked = true
+			a.m.panics.WithLabelValues(goroutine).Inc()
+			a.warn.Log(slog.LevelError, "panic:"+goroutine, "local NAC background goroutine panicked; it goes on",
+				"goroutine", goroutine, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		}
+	}()
+	f()
+	return false
+}
+
 // store writes qs: in one commit to a batch store, else one by one; then
-// it releases the decisions waiting on them.
+// it releases the decisions waiting on them. A store that panics (a
+// damaged bbolt file can) loses this batch, counted as event errors, and
+// not the writer: the events behind it are still written.
 func (a *Authenticator) store(qs []queued) {
 	defer func() {
 		for _, q := range qs {
@@ -319,6 +348,13 @@ func (a *Authenticator) store(qs []queued) {
 			}
 		}
 	}()
+	if a.recovered("event_writer", func() { a.storeBatch(qs) }) {
+		a.m.eventErrors.Add(float64(len(qs)))
+		a.encs = a.encs[:0]
+	}
+}
+
+func (a *Authenticator) storeBatch(qs []queued) {
 	if a.batch == nil {
 		for _, q := range qs {
 			if err := a.cfg.Store.AppendEvent(q.ev); err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mxedge/mxedge/proxy"
 	"github.com/mxedge/mxedge/proxy/packet"
+	"github.com/mxedge/mxedge/proxy/ratelog"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -52,6 +53,10 @@ type Server struct {
 	open     int
 	perSrc   map[netip.Addr]int
 	refusals atomic.Int64 // connections closed at accept, for rate-limited logs
+	// warn limits the lines a peer can cause per connection or request
+	// (refused certificates, handler panics) to logBurst per kind in each
+	// logInterval, and reports how many it suppressed.
+	warn *ratelog.Limiter
 }
 
 // ServerTLS returns a server TLS config with the RadSec requirements
@@ -86,8 +91,17 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	s.bufs.New = func() any { b := make([]byte, 0, packet.MaxLen); return &b }
 	s.reqs.New = func() any { return new(inbound) }
+	s.warn = ratelog.New(cfg.Logger, logInterval, logBurst, nil)
+	go s.warn.Run(ctx) // ends, reporting what it held back, at Shutdown
 	return s, nil
 }
+
+// Per-connection and per-request warnings: logBurst per kind in each
+// logInterval, the rest counted (see ratelog).
+const (
+	logInterval = 10 * time.Second
+	logBurst    = 5
+)
 
 // Serve accepts connections on ln until Shutdown; it always returns a
 // non-nil error, ErrServerClosed after Shutdown. The caller owns ln.
@@ -280,7 +294,7 @@ func (s *Server) serveConn(nc net.Conn, src netip.Addr) {
 	tc, ok := nc.(*tls.Conn)
 	if !ok {
 		s.m.drops.WithLabelValues("not_tls").Inc()
-		s.log.Error("radsec listener is not a TLS listener; closing connection", "peer", nc.RemoteAddr())
+		s.warn.Log(slog.LevelError, "not_tls", "radsec listener is not a TLS listener; closing connection", "peer", nc.RemoteAddr())
 		return
 	}
 	hctx, cancel := context.WithTimeout(s.ctx, s.cfg.HandshakeTimeout)
@@ -305,7 +319,7 @@ func (s *Server) serveConn(nc net.Conn, src netip.Addr) {
 	st := tc.ConnectionState()
 	if len(st.PeerCertificates) == 0 {
 		s.m.drops.WithLabelValues("no_client_cert").Inc()
-		s.log.Warn("radsec peer without client certificate; is ClientAuth set?", "peer", nc.RemoteAddr())
+		s.warn.Log(slog.LevelWarn, "no_client_cert", "radsec peer without client certificate; is ClientAuth set?", "peer", nc.RemoteAddr())
 		return
 	}
 	peer, err := s.cfg.Identify(st)
@@ -314,7 +328,7 @@ func (s *Server) serveConn(nc net.Conn, src netip.Addr) {
 	}
 	if err != nil {
 		s.m.drops.WithLabelValues(dropRefused).Inc()
-		s.log.Warn("radsec peer refused", "peer", nc.RemoteAddr(), "cn", st.PeerCertificates[0].Subject.CommonName, "err", err)
+		s.warn.Log(slog.LevelWarn, "refused", "radsec peer refused", "peer", nc.RemoteAddr(), "cn", st.PeerCertificates[0].Subject.CommonName, "err", err)
 		return
 	}
 	if peer.Handler == nil {
@@ -472,7 +486,7 @@ func (sc *serverConn) handle(in *inbound) {
 		if r := recover(); r != nil {
 			s.m.panics.Inc()
 			s.count(proxy.OutcomePanic)
-			s.log.Error("radsec handler panic", "peer", sc.src, "panic", fmt.Sprint(r))
+			s.warn.Log(slog.LevelError, "handler_panic", "radsec handler panic", "peer", sc.src, "panic", fmt.Sprint(r))
 		}
 		<-sc.sem
 		sc.done(in)

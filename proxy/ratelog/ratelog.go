@@ -1,6 +1,8 @@
 // Package ratelog bounds the log lines a flood of requests can cause:
 // per key, a few lines per interval reach the logger and the rest are
-// counted, and the count is logged once the interval is over.
+// counted, and the count is logged once the interval is over. It sits under
+// proxy, which proxy, edge and edge/nac may all import, so they share one
+// limiter (the root internal/ is for test helpers only).
 package ratelog
 
 import (
@@ -100,5 +102,21 @@ func (l *Limiter) flush(all bool) {
 	l.mu.Unlock()
 	for _, r := range out {
 		l.log.Log(context.Background(), r.level, r.msg, "suppressed", r.n, "interval", l.interval)
+	}
+}
+
+// Run flushes every interval until ctx ends, then reports every count:
+// for an owner without a ticker of its own to call Flush from.
+func (l *Limiter) Run(ctx context.Context) {
+	tk := time.NewTicker(l.interval)
+	defer tk.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			l.Close()
+			return
+		case <-tk.C:
+			l.Flush()
+		}
 	}
 }
