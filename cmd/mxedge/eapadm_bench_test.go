@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxedge/mxedge/cmd/internal/labpki"
+	"github.com/mxedge/mxedge/internal/labpki"
 	"github.com/mxedge/mxedge/proxy/packet"
 )
 
