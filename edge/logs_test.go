@@ -64,9 +64,13 @@ func TestLogsOneValuePerKey(t *testing.T) {
 func TestTextLogsReadableValues(t *testing.T) {
 	var b bytes.Buffer
 	log := newLogger(&b, config.Log{Level: slog.LevelInfo, Format: "text"})
-	log.Info("x", "sources", map[string]string{"clients": "cloud", "federation": "file"}, "servers", []string{"a:2083", "b:2083"}, "n", 3)
+	errs := config.Errors{{File: "c.yaml", Key: "bogus_key", Reason: "unknown key"}}
+	log.Info("x", "sources", map[string]string{"clients": "cloud", "federation": "file"}, "servers", []string{"a:2083", "b:2083"}, "n", 3,
+		"err", error(errs))
 	got := b.String()
-	for _, want := range []string{`sources="{\"clients\":\"cloud\",\"federation\":\"file\"}"`, `servers="[\"a:2083\",\"b:2083\"]"`, "n=3"} {
+	// A list that is an error reads as its message, not as JSON.
+	for _, want := range []string{`sources="{\"clients\":\"cloud\",\"federation\":\"file\"}"`, `servers="[\"a:2083\",\"b:2083\"]"`, "n=3",
+		`err="c.yaml: bogus_key: unknown key"`} {
 		if !strings.Contains(got, want) {
 			t.Errorf("log line %q lacks %s", got, want)
 		}

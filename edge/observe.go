@@ -39,6 +39,10 @@ func readableValue(_ []string, a slog.Attr) slog.Attr {
 		return a
 	}
 	v := a.Value.Any()
+	switch v.(type) {
+	case error, fmt.Stringer, slog.LogValuer:
+		return a // they say how they read: a list of config errors is one message
+	}
 	switch reflect.ValueOf(v).Kind() {
 	case reflect.Map, reflect.Slice, reflect.Array:
 		if _, ok := v.([]byte); ok {

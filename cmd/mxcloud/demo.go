@@ -98,6 +98,11 @@ func demoCmd(ctx context.Context, args []string, w io.Writer) error {
 
 	// Register the edge with the one-time code, as an operator would.
 	edgeDir := sub("edge")
+	// As on a fresh install: a config file with every key at its default
+	// (the edge's own is written once it is registered).
+	if err := os.WriteFile(filepath.Join(edgeDir, "config.yaml"), []byte("# every key at its default\n"), 0o600); err != nil {
+		return err
+	}
 	out, err := exec.CommandContext(sctx, *bin, "register", "--config", filepath.Join(edgeDir, "config.yaml"),
 		"--registration-code", cloud["code"], "--cloud", cloud["api"], "--cloud-ca", cloud["ca"],
 		"--state-dir", filepath.Join(edgeDir, "state")).CombinedOutput()

@@ -54,7 +54,7 @@ func TestDamagedCacheCloudRebuild(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			state := t.TempDir()
 			cloud := startCloudProc(t, "--dir", t.TempDir(), "--mab="+mabMAC+"="+mabVLAN, "--seed", strconv.Itoa(seeded))
-			if out, code := runEdgeCmd(t, "register", "--config", "/nonexistent/mxedge.yaml", "--registration-code", cloud.lab.Code,
+			if out, code := runEdgeCmd(t, "register", "--config", freshConfig(t), "--registration-code", cloud.lab.Code,
 				"--cloud", cloud.lab.API, "--cloud-ca", cloud.lab.CA, "--state-dir", state); code != 0 {
 				t.Fatalf("register: exit %d\n%s", code, out)
 			}

@@ -27,6 +27,18 @@ func startLabCloud(t *testing.T, mab string, more ...string) *labCloud {
 	return &lab
 }
 
+// freshConfig is a config file with every key at its default, as the
+// package installs it: register reads --config, and a missing file is an
+// error.
+func freshConfig(t testing.TB) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte("# every key at its default\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func runEdgeCmd(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	out, err := exec.Command(edgeBin, args...).CombinedOutput()
@@ -50,7 +62,7 @@ func TestRegisterAndProxyThroughLabCloud(t *testing.T) {
 	peers.RequireBin(t, "radclient")
 	cloud := startLabCloud(t, mabMAC+"="+mabVLAN)
 	state := t.TempDir()
-	cfgPath := filepath.Join(t.TempDir(), "absent.yaml") // defaults, like a fresh install
+	cfgPath := freshConfig(t) // defaults, like a fresh install
 
 	out, code := runEdgeCmd(t, "register", "--config", cfgPath, "--registration-code", cloud.Code,
 		"--cloud", cloud.API, "--cloud-ca", cloud.CA, "--state-dir", state)

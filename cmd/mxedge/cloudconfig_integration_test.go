@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -17,7 +16,7 @@ import (
 func registerEdge(t *testing.T, cloud *labCloud) string {
 	t.Helper()
 	state := t.TempDir()
-	out, code := runEdgeCmd(t, "register", "--config", filepath.Join(t.TempDir(), "absent.yaml"),
+	out, code := runEdgeCmd(t, "register", "--config", freshConfig(t),
 		"--registration-code", cloud.Code, "--cloud", cloud.API, "--cloud-ca", cloud.CA, "--state-dir", state)
 	if code != 0 || !regexp.MustCompile(`registration finished successfully`).MatchString(out) {
 		t.Fatalf("register: exit %d\n%s", code, out)

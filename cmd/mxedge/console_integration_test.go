@@ -53,7 +53,7 @@ func TestConsoleThroughOutage(t *testing.T) {
 	)
 	labDir, state := t.TempDir(), t.TempDir()
 	cloud := startCloudProc(t, "--dir", labDir, "--mab="+mabMAC+"="+mabVLAN)
-	if out, code := runEdgeCmd(t, "register", "--config", "/nonexistent/mxedge.yaml", "--registration-code", cloud.lab.Code,
+	if out, code := runEdgeCmd(t, "register", "--config", freshConfig(t), "--registration-code", cloud.lab.Code,
 		"--cloud", cloud.lab.API, "--cloud-ca", cloud.lab.CA, "--state-dir", state); code != 0 {
 		t.Fatalf("register: exit %d\n%s", code, out)
 	}

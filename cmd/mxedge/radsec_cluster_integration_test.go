@@ -41,7 +41,7 @@ func TestRadSecCluster(t *testing.T) {
 	var addrs []string
 	for i, code := range codes {
 		state := t.TempDir()
-		if out, rc := runEdgeCmd(t, "register", "--config", "/nonexistent/mxedge.yaml", "--registration-code", code,
+		if out, rc := runEdgeCmd(t, "register", "--config", freshConfig(t), "--registration-code", code,
 			"--cloud", cloud.lab.API, "--cloud-ca", cloud.lab.CA, "--state-dir", state); rc != 0 {
 			t.Fatalf("register edge %d: exit %d\n%s", i, rc, out)
 		}

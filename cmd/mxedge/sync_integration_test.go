@@ -145,7 +145,7 @@ func TestCloudSyncLearnResyncEvents(t *testing.T) {
 	// Restarts reuse the ports: the registration names them.
 	sameAddrs := []string{"--dir", labDir, mab, "--api", api.Host, "--radsec", cloud.lab.RadSec}
 
-	if out, code := runEdgeCmd(t, "register", "--config", "/nonexistent/mxedge.yaml", "--registration-code", cloud.lab.Code,
+	if out, code := runEdgeCmd(t, "register", "--config", freshConfig(t), "--registration-code", cloud.lab.Code,
 		"--cloud", cloud.lab.API, "--cloud-ca", cloud.lab.CA, "--state-dir", state); code != 0 {
 		t.Fatalf("register: exit %d\n%s", code, out)
 	}

@@ -54,7 +54,7 @@ func TestWANCut(t *testing.T) {
 	}
 	api := mustRelay(t, apiURL.Host)
 	state := t.TempDir()
-	if out, code := runEdgeCmd(t, "register", "--config", "/nonexistent/mxedge.yaml", "--registration-code", cloud.Code,
+	if out, code := runEdgeCmd(t, "register", "--config", freshConfig(t), "--registration-code", cloud.Code,
 		"--cloud", "https://"+api.Addr(), "--cloud-ca", cloud.CA, "--state-dir", state); code != 0 {
 		t.Fatalf("register: exit %d\n%s", code, out)
 	}
