@@ -68,7 +68,9 @@ type radsecTrust struct {
 func (a *App) startRadSec(ctx context.Context, cfg *config.Config) error {
 	if off := cfg.RadSecListenerOff(); off != "" {
 		if len(cfg.RadSec.Listen) > 0 {
-			a.log.Warn(off)
+			// The file left radsec at its defaults and their certificate
+			// files are not installed, as on a fresh install: not a fault.
+			a.log.Info(off)
 		}
 		return nil
 	}
