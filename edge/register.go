@@ -121,5 +121,10 @@ func (a *App) waitingFor() []string {
 	if a.router.cloud.Load() == nil {
 		w = append(w, "cloud RadSec servers: they come with the registration (or cloud.radsec.servers)")
 	}
+	if a.local != nil {
+		if m := a.local.certsMissing.Load(); m != nil {
+			w = append(w, "local NAC certificates ("+*m+"): the cloud sync delivers them after registration (or install them)")
+		}
+	}
 	return w
 }
