@@ -180,7 +180,7 @@ func (l *localNAC) waitCerts(log *slog.Logger, err error) bool {
 	}
 	msg := err.Error()
 	if old := l.certsMissing.Swap(&msg); old == nil || *old != msg {
-		log.Info("local NAC waits for its certificates: the cloud delivers them after registration (or install survivability.org_ca, eap_cert, eap_key); until then requests go to the cloud only",
+		log.Info("local NAC waits for its certificates: install the files survivability.org_ca, eap_cert and eap_key name, or leave those keys out of the file for the cloud's config to supply them; until then requests go to the cloud only",
 			"missing", msg)
 	}
 	return true

@@ -123,7 +123,7 @@ func (a *App) waitingFor() []string {
 	}
 	if a.local != nil {
 		if m := a.local.certsMissing.Load(); m != nil {
-			w = append(w, "local NAC certificates ("+*m+"): the cloud sync delivers them after registration (or install them)")
+			w = append(w, "local NAC certificates ("+*m+"): install them, or leave survivability.org_ca/eap_cert/eap_key out of the file for the cloud's config to supply them")
 		}
 	}
 	return w
