@@ -134,7 +134,8 @@ func (m *metrics) unregister() {
 
 // compactionMetrics exports what Compact did before Open: it runs before
 // the store, so the store reports it. Without a result (Compact not run)
-// the counter is present at zero and the size gauges absent.
+// (a new file, or Compact failed) every series is present at zero, so a
+// dashboard sees the family from start.
 func compactionMetrics(res *CompactResult) []prometheus.Collector {
 	runs := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mxedge_cache_compactions_total",
@@ -142,12 +143,12 @@ func compactionMetrics(res *CompactResult) []prometheus.Collector {
 	}, []string{"result"})
 	runs.WithLabelValues("compacted")
 	runs.WithLabelValues("skipped")
-	if res == nil {
-		return []prometheus.Collector{runs}
-	}
-	if res.Compacted {
+	switch {
+	case res == nil:
+		res = &CompactResult{}
+	case res.Compacted:
 		runs.WithLabelValues("compacted").Inc()
-	} else {
+	default:
 		runs.WithLabelValues("skipped").Inc()
 	}
 	gauge := func(name, help string, v float64) prometheus.Collector {

@@ -165,6 +165,9 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	}
 	bg, bgStop := context.WithCancel(context.WithoutCancel(ctx))
 	a.bgStop = bgStop
+	if p, servers := a.probeTarget(); p != nil {
+		a.health.seed(servers)
+	}
 	a.bgGo(bg, "health", func() { a.health.run(bg) })
 	if store != nil {
 		a.router.hold = newAcctHold(store, a.log.With("component", "accounting"), a.reg)
@@ -207,6 +210,8 @@ func (a *App) registerMetrics() {
 	a.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mxedge_config_reloads_total", Help: "Config reloads by result.",
 	}, []string{"result"})
+	a.reloads.WithLabelValues("ok")
+	a.reloads.WithLabelValues("error")
 	a.reloadOK = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "mxedge_config_last_reload_successful",
 		Help: "1 if the last config reload was applied; see mxedge_config_restart_pending for settings it left for a restart.",

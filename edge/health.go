@@ -348,11 +348,22 @@ func (h *health) run(ctx context.Context) {
 
 // round probes every server at once; the round succeeds when any answers,
 // since the pool fails over between them.
+// seed creates the probe series of servers at zero, so that a scrape
+// shows each cloud server before its first probe has ended.
+func (h *health) seed(servers []string) {
+	for _, s := range servers {
+		h.metrics.probes.WithLabelValues(s, "ok")
+		h.metrics.probes.WithLabelValues(s, "fail")
+		h.metrics.rtt.WithLabelValues(s)
+	}
+}
+
 func (h *health) round(ctx context.Context) {
 	p, servers := h.target()
 	if p == nil || len(servers) == 0 {
 		return
 	}
+	h.seed(servers)
 	h.mu.Lock()
 	timeout := h.cfg.ProbeTimeout
 	h.mu.Unlock()

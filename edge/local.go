@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/rsa"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -162,6 +165,25 @@ type localNAC struct {
 
 	mu      sync.Mutex
 	retired []*nac.Authenticator // replaced, still finishing conversations
+
+	// certsMissing says which certificate file the local NAC waits for
+	// (nil when built): a fresh edge gets them from the cloud's sync
+	// after registration, which is waiting, not an error.
+	certsMissing atomic.Pointer[string]
+}
+
+// waitCerts notes err when it is a missing certificate file and logs it
+// as waiting; it reports whether it was one.
+func (l *localNAC) waitCerts(log *slog.Logger, err error) bool {
+	if !errors.Is(err, fs.ErrNotExist) {
+		return false
+	}
+	msg := err.Error()
+	if old := l.certsMissing.Swap(&msg); old == nil || *old != msg {
+		log.Info("local NAC waits for its certificates: install the files survivability.org_ca, eap_cert and eap_key name, or leave those keys out of the file for the cloud's config to supply them; until then requests go to the cloud only",
+			"missing", msg)
+	}
+	return true
 }
 
 // startLocal opens the cache and builds the local NAC when survivability
@@ -192,8 +214,10 @@ func (a *App) startLocal(cfg *config.Config) error {
 		}
 		// Keep the cache open: the cloud sync fills it, and may deliver
 		// the very certificates whose absence stops the local NAC now.
-		a.log.Error("local NAC unavailable: survivability is off until this is fixed", "err", err)
 		a.local = &localNAC{store: store, built: s}
+		if !a.local.waitCerts(a.log, err) {
+			a.log.Error("local NAC unavailable: survivability is off until this is fixed", "err", err)
+		}
 		return nil
 	}
 	a.local = &localNAC{store: store, nac: n, built: s}
@@ -230,9 +254,12 @@ func (a *App) reloadLocal(cfg *config.Config) {
 	}
 	n, err := newLocal(cfg, a.local.store, a.log, a.reg, a.console.nacDecision)
 	if err != nil {
-		a.log.Error("local NAC not rebuilt; keeping the running one", "err", err)
+		if a.local.nac != nil || !a.local.waitCerts(a.log, err) {
+			a.log.Error("local NAC not rebuilt; keeping the running one", "err", err)
+		}
 		return
 	}
+	a.local.certsMissing.Store(nil)
 	old := a.local.nac
 	a.local.nac, a.local.built = n, s
 	a.router.setLocal(n)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -151,5 +152,47 @@ func TestReloadBuildsLocalNAC(t *testing.T) {
 	}
 	if p, _ := a.router.decide(nil); p != PathNone {
 		t.Fatalf("with survivability off: path %s, want none", p)
+	}
+}
+
+// A fresh install in mode auto has no org CA or EAP certificate until the
+// cloud's sync delivers them: the edge says it waits (log at info, status
+// Waiting), it does not log an error.
+func TestLocalWaitsForCertificates(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := config.Parse("test.yaml", []byte(testYAML(t, "auto")+fmt.Sprintf(`  org_ca: %[1]s/org-ca.pem
+  eap_cert: %[1]s/eap.pem
+  eap_key: %[1]s/eap.key
+`, dir)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, err := Start(ctx, Options{Config: cfg, Version: "test", Stderr: &logs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Shutdown(context.Background())
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("missing certificates logged as an error:\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "local NAC waits for its certificates") {
+		t.Errorf("no waiting line:\n%s", logs.String())
+	}
+	st := ask(t, a, ControlRequest{Cmd: CmdStatus}).Status
+	if !slices.ContainsFunc(st.Waiting, func(w string) bool { return strings.HasPrefix(w, "local NAC certificates (survivability.org_ca:") }) {
+		t.Errorf("status waiting %q, want the local NAC's certificates", st.Waiting)
+	}
+
+	// Once the certificates are there, a reload builds the NAC and the
+	// waiting line goes.
+	writePair(t, dir, "org-ca", "Org CA")
+	writePair(t, dir, "eap", "eap.example")
+	a.reloadLocal(cfg)
+	st = ask(t, a, ControlRequest{Cmd: CmdStatus}).Status
+	if slices.ContainsFunc(st.Waiting, func(w string) bool { return strings.HasPrefix(w, "local NAC") }) {
+		t.Errorf("after the certificates came: waiting %q", st.Waiting)
 	}
 }

@@ -121,5 +121,10 @@ func (a *App) waitingFor() []string {
 	if a.router.cloud.Load() == nil {
 		w = append(w, "cloud RadSec servers: they come with the registration (or cloud.radsec.servers)")
 	}
+	if a.local != nil {
+		if m := a.local.certsMissing.Load(); m != nil {
+			w = append(w, "local NAC certificates ("+*m+"): install them, or leave survivability.org_ca/eap_cert/eap_key out of the file for the cloud's config to supply them")
+		}
+	}
 	return w
 }

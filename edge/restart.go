@@ -74,6 +74,17 @@ func (a *App) registerRestartMetrics() {
 		Help: "1 for each setting changed by a reload that takes effect only after a restart.",
 	}, []string{"key"})
 	a.reg.MustRegister(a.restart.gauge, a.restart.keys)
+	a.restart.zeroKeys()
+}
+
+// zeroKeys shows every restart-only setting at 0, so that a scrape lists
+// them from start and a reload that applies them all shows zeros, not
+// nothing.
+func (r *restartState) zeroKeys() {
+	r.keys.Reset()
+	for _, k := range restartOnly {
+		r.keys.WithLabelValues(k.key).Set(0)
+	}
 }
 
 // restartKeys lists the restart-only settings that differ between the
@@ -106,7 +117,7 @@ func (a *App) noteRestart(next *config.Config) []string {
 	}
 	keys := restartKeys(r.started, next)
 	r.pending = keys
-	r.keys.Reset()
+	r.zeroKeys()
 	for _, k := range keys {
 		r.keys.WithLabelValues(k).Set(1)
 	}

@@ -73,6 +73,19 @@ func (r *Router) setLocal(h proxy.Handler) {
 	r.local.Store(&handlerBox{h})
 }
 
+// routeReasons is every path and reason decide and Serve can count, so
+// that mxedge_route_total shows each series at zero from start: an alert
+// on a rate of "cloud_unreachable" must see a series before the first cut.
+var routeReasons = []struct {
+	path Path
+	why  string
+}{
+	{PathCloud, "starting"}, {PathCloud, "cloud_reachable"}, {PathCloud, "forced_cloud"}, {PathCloud, "no_local_nac"},
+	{PathLocal, "cloud_unreachable"}, {PathLocal, "recovering"}, {PathLocal, "local_conversation"},
+	{PathLocal, "forced_local"}, {PathLocal, "no_cloud_configured"}, {PathLocal, "accounting_held"}, {PathLocal, "cloud_silent"},
+	{PathNone, "no_cloud_configured"},
+}
+
 type routerMetrics struct {
 	route     *prometheus.CounterVec
 	decisions *prometheus.CounterVec // shared with the local NAC (nac.NewDecisions)
@@ -99,6 +112,9 @@ func newRouter(log *slog.Logger, reg prometheus.Registerer, fwd *proxy.Forwarder
 	}
 	for _, a := range []string{"local", "held", "eap_failure", "none"} {
 		m.fallback.WithLabelValues(a)
+	}
+	for _, pr := range routeReasons {
+		m.route.WithLabelValues(string(pr.path), pr.why)
 	}
 	r := &Router{log: log, fwd: fwd, metrics: m}
 	r.forced.Store("")

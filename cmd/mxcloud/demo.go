@@ -49,8 +49,13 @@ func demoCmd(ctx context.Context, args []string, w io.Writer) error {
 	line := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
 
 	line("mxedge demo: a lab cloud and an edge on loopback, traffic through it; all stopped on exit")
-	line("  (making a throwaway PKI; the first run on a machine spends ~20 s on RSA keys, cached after)")
-	pki, err := labpki.Generate(sub("pki"), labpki.Options{})
+	keys := demoKeyCache()
+	if keys != "" {
+		line("  (making a throwaway PKI; the first run on a machine spends ~20 s on RSA keys, kept in %s for the next runs)", keys)
+	} else {
+		line("  (making a throwaway PKI: ~20 s on RSA keys; no cache directory to keep them in)")
+	}
+	pki, err := labpki.Generate(sub("pki"), labpki.Options{KeyCacheDir: keys})
 	if err != nil {
 		return err
 	}
@@ -309,4 +314,19 @@ func concatFiles(dst string, srcs ...string) error {
 		b = append(b, c...)
 	}
 	return os.WriteFile(dst, b, 0o644)
+}
+
+// demoKeyCache is where the demo keeps its lab PKI's private keys between
+// runs, the same place the tests use: $MXEDGE_LABPKI_CACHE, else
+// <user cache dir>/mxedge/labpki-keys; "" when there is none. Only the
+// throwaway lab's keys live there; certificates are issued anew each run.
+func demoKeyCache() string {
+	if d := os.Getenv("MXEDGE_LABPKI_CACHE"); d != "" {
+		return d
+	}
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(d, "mxedge", "labpki-keys")
 }

@@ -59,8 +59,11 @@ func TestEAPFloodFromOneClient(t *testing.T) {
 		t.Fatalf("accepts %v, want 1", n)
 	}
 	// 4 NAS ports × 16: the rest were evicted, per port.
-	if got := testutil.CollectAndCount(f.reg, "mxedge_nac_eap_evicted_total"); got != 1 {
-		t.Fatalf("eviction series %d, want 1 (port)", got)
+	// Every scope's series exists from start; only the port's moved.
+	for _, scope := range []string{"global", "client", "device"} {
+		if n := metricOf(t, f, scope); n != 0 {
+			t.Fatalf("evicted by %s: %v, want 0 (only port)", scope, n)
+		}
 	}
 	if n := metricOf(t, f, "port"); n != 5000-64 {
 		t.Fatalf("evicted %v, want %d", n, 5000-64)

@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mxedge/mxedge/edge/nac/eaptls"
 )
 
 type metrics struct {
@@ -24,6 +26,9 @@ func NewDecisions() *prometheus.CounterVec {
 		Help: "Access decisions by auth type (eap-tls, mab, password; eap for the cloud's), result (accept, reject) and source: cloud, or the local NAC's cache, default VLAN or none.",
 	}, []string{"auth_type", "result", "source"})
 }
+
+// dropReasons is every reason Authenticator.drop is called with.
+var dropReasons = []string{"eap_discard", "eap_without_message_authenticator", "encode", "session", "sessions_full", "unsupported_code"}
 
 func newMetrics(reg prometheus.Registerer, sessions func() int) (*metrics, error) {
 	m := &metrics{
@@ -73,6 +78,14 @@ func newMetrics(reg prometheus.Registerer, sessions func() int) (*metrics, error
 	}
 	for _, g := range []string{"event_writer", "session_sweeper"} {
 		m.panics.WithLabelValues(g)
+	}
+	// Every reason and scope at zero from start: an alert on a rise sees a
+	// series before the first drop.
+	for _, r := range dropReasons {
+		m.dropped.WithLabelValues(r)
+	}
+	for _, sc := range eaptls.EvictScopes() {
+		m.evicted.WithLabelValues(sc)
 	}
 	if err := reg.Register(gauge); err != nil {
 		var are prometheus.AlreadyRegisteredError

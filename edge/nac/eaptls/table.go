@@ -96,6 +96,10 @@ const (
 
 var scopeNames = [nScopes]string{"global", "client", "port", "device"}
 
+// EvictScopes names every scope OnEvict may be called with, so that a
+// counter keyed by it can show each at zero from start.
+func EvictScopes() []string { return append([]string(nil), scopeNames[:]...) }
+
 // Table holds running conversations keyed by the RADIUS State the caller
 // echoes in each Access-Challenge, under a global cap and caps per RADIUS
 // client, per NAS port and per device.
