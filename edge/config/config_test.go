@@ -284,7 +284,7 @@ func TestExample(t *testing.T) {
 
 // commentedYAML matches a commented-out line of YAML: "  # - name: x",
 // "  #   key: v", "  #     - {address: …}".
-var commentedYAML = regexp.MustCompile(`(?m)^(\s*)# (\s*(?:- )?(?:\{|[a-z_]+:(?: |$)).*)$`)
+var commentedYAML = regexp.MustCompile(`(?m)^(\s*)# (\s*(?:- )?(?:\{|[a-z0-9_]+:(?: |$)).*)$`)
 
 func typeKeys(prefix string, t reflect.Type) []string {
 	var keys []string
