@@ -48,7 +48,7 @@ build: ## build bin/mxedge, bin/mxcloud and bin/mxload for this machine
 test: deps build ## unit, fuzz-seed, race and real-peer integration tests (installs the Debian peers if missing)
 	$(GO) vet ./...
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
-	$(MAKE) --no-print-directory fuzz FUZZTIME=1s
+	$(MAKE) --no-print-directory fuzz FUZZTIME=2000x
 
 .PHONY: test-short
 test-short: ## unit tests only, no real peers
