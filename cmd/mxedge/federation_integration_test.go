@@ -42,11 +42,11 @@ func operator(t *testing.T, p *labpki.PKI, cui string) *peers.FreeRADIUS {
 	})
 }
 
-func startFedLab(t *testing.T, statusInterval string) *fedLab {
+func startFedLab(t *testing.T, statusInterval, extra string) *fedLab {
 	peers.RequireBin(t, "freeradius")
 	peers.RequireBin(t, "radclient")
 	p := labPKI(t)
-	l := &fedLab{pki: p}
+	l := &fedLab{pki: p, extraYML: extra}
 	l.ops[0], l.ops[1] = operator(t, p, "cui-a"), operator(t, p, "cui-b")
 	l.cloud = peers.MustFreeRADIUS(t, peers.FreeRADIUSOptions{PKI: p, RadSec: true,
 		Users: map[string]peers.User{"alice@" + ownRealm: {Password: "wonderland", ReplyMessage: "home"}}})
@@ -105,8 +105,14 @@ func TestFederationRealPeers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real-peer test")
 	}
-	l := startFedLab(t, "1s")
+	p := labPKI(t)
+	sec, rsAddr := radsecSection(t, p, "")
+	// Devices chain to the org CA, so that the lab RadSec CA (cloud.radsec.ca)
+	// is the cloud's alone.
+	sec = strings.Replace(sec, "client_ca: "+p.RadSecCAFile, "client_ca: "+p.OrgCAFile, 1)
+	l := startFedLab(t, "1s", sec)
 	e := l.edge
+	cloudCert := device{Cert: p.RadSecClient.Chain, Key: p.RadSecClient.Key}
 
 	t.Run("round robin with Operator-Name and CUI", func(t *testing.T) {
 		const n = 10
@@ -225,6 +231,47 @@ func TestFederationRealPeers(t *testing.T) {
 		}
 	})
 
+	t.Run("visitors from the cloud over RadSec", func(t *testing.T) {
+		conn := dialRadSec(t, rsAddr, p.RadSecCAFile, cloudCert)
+		before := l.authRecords(t)
+		rp := conn.exchange(t, papRequest(t, 11, "visitor@example.org", "roaming", []byte("radsec")))
+		if rp.Code != packet.CodeAccessAccept {
+			t.Fatalf("visitor from the cloud: %v", rp.Code)
+		}
+		if cui, _ := rp.Lookup(89); !strings.HasSuffix(string(cui), "-visitor@example.org") {
+			t.Fatalf("CUI %q not passed back to the cloud", cui)
+		}
+		after := l.authRecords(t)
+		if len(after[0])+len(after[1]) != len(before[0])+len(before[1])+1 {
+			t.Fatal("the cloud's visitor did not reach an operator server")
+		}
+		// The site's own realm is the cloud's to answer: never sent back
+		// to it, nor out to the federation.
+		rp = conn.exchange(t, papRequest(t, 12, "alice@"+ownRealm, "wonderland", []byte("radsec")))
+		if rp.Code != packet.CodeAccessReject {
+			t.Fatalf("own realm from the cloud: %v", rp.Code)
+		}
+		if got := e.metric(t, "mxedge_federation_route_total", `path="cloud_visitor"`); got != 1 {
+			t.Errorf("cloud visitors counted %v, want 1", got)
+		}
+
+		// An EAP conversation from the cloud: eapol_test through
+		// radsecproxy holding the cloud's certificate.
+		peers.RequireBin(t, "eapol_test")
+		peers.RequireBin(t, "radsecproxy")
+		cloud := accessPoint(t, p, cloudCert, rsAddr)
+		res, err := peers.EAPOLTest(ctxFor(t, 30*time.Second), cloud.Addr, cloud.Secret, peers.EAPTLS{
+			Identity: "user@example.org", CACert: p.RootFile, ClientCert: p.User.Chain, PrivateKey: p.User.Key,
+			CallingStationID: "02:00:00:00:02:01", Attrs: []string{"30:s:02-00-00-00-00-aa:eduroam"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Success || res.VLAN() != "77" || res.MPPEOK != 1 {
+			t.Fatalf("EAP-TLS from the cloud: success=%v VLAN %q MPPE ok=%d\n%s", res.Success, res.VLAN(), res.MPPEOK, tailString(res.Output, 30))
+		}
+	})
+
 	t.Run("failover when one server stops", func(t *testing.T) {
 		l.ops[1].Stop()
 		before := l.authRecords(t)
@@ -255,6 +302,23 @@ func TestFederationRealPeers(t *testing.T) {
 		}
 		t.Logf("no server up: Access-Reject in %v", d)
 	})
+}
+
+// papRequest encodes a signed PAP Access-Request on the eduroam SSID.
+func papRequest(t *testing.T, id uint8, user, pass string, secret []byte) []byte {
+	t.Helper()
+	auth := packet.RandomAuthenticator()
+	b := packet.Append(nil, packet.CodeAccessRequest, id, auth)
+	b = packet.AppendMessageAuthenticator(b)
+	b, _ = packet.AppendAttr(b, packet.AttrUserName, []byte(user))
+	pw, _ := packet.EncryptUserPassword(nil, []byte(pass), secret, auth)
+	b, _ = packet.AppendAttr(b, packet.AttrUserPassword, pw)
+	b, _ = packet.AppendAttr(b, packet.AttrCalledStationID, []byte("02-00-00-00-00-aa:eduroam"))
+	b, _ = packet.AppendAttr(b, packet.AttrCallingStationID, []byte("02-11-22-33-44-66"))
+	if err := packet.Sign(b, secret, nil); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // timedRequest sends a PAP Access-Request on the eduroam SSID from
