@@ -133,6 +133,7 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	a.clients.Store(table)
 
 	fwd := proxy.NewForwarder(radsecSecret, cfg.Cloud.RadSec.Timeout)
+	fwd.Describe = true // the cloud is told which client asked (docs/cloud-api.md)
 	a.router = newRouter(a.log, a.reg, fwd)
 	if m := cfg.Survivability.Mode; m == "cloud" || m == "local" {
 		a.router.forced.Store(m)
