@@ -61,7 +61,7 @@ func TestRADIUSClientsPushed(t *testing.T) {
 func TestRoleAttribute(t *testing.T) {
 	for _, tc := range []struct {
 		vendor, name, value string
-		vendorID           uint32
+		vendorID            uint32
 	}{
 		{"cisco", "Cisco-AVPair", "shell:roles=r", 9},
 		{"aruba", "Aruba-User-Role", "r", 14823},

@@ -100,7 +100,10 @@ func TestCoARelayRealEdge(t *testing.T) {
 	cloud := dialRadSec(t, addr, p.RadSecCAFile, cloudCert)
 	outer := t
 	now := uint32(time.Now().Unix())
-	ip := func(s string) attr { a := netip.MustParseAddr(s).As4(); return attr{packet.AttrNASIPAddress, string(a[:])} }
+	ip := func(s string) attr {
+		a := netip.MustParseAddr(s).As4()
+		return attr{packet.AttrNASIPAddress, string(a[:])}
+	}
 	evts := func(t uint32) attr { return attr{55, string(binary.BigEndian.AppendUint32(nil, t))} }
 	id := func(s string) attr { return attr{packet.AttrNASIdentifier, s} }
 	user := func(s string) attr { return attr{packet.AttrUserName, s} }
