@@ -63,3 +63,27 @@ func coaTarget(cfg *config.Config, c *proxy.Client, ip netip.Addr) (coa.Target, 
 	}
 	return coa.Target{}, false
 }
+
+// CoATargetStatus is one device the cloud's CoA and Disconnect can reach,
+// for `mxedge status`.
+type CoATargetStatus struct {
+	Name                        string `json:"name"`
+	Address                     string `json:"address"` // the client's prefix
+	Port                        int    `json:"coa_port"`
+	RequireMessageAuthenticator bool   `json:"require_message_authenticator"`
+	EventTimestampCheck         bool   `json:"event_timestamp_check"`
+}
+
+// coaTargets lists radius.clients as CoA targets.
+func (a *App) coaTargets() []CoATargetStatus {
+	cfg := a.cfg.Load()
+	if cfg == nil {
+		return nil
+	}
+	out := make([]CoATargetStatus, 0, len(cfg.RADIUS.Clients))
+	for _, c := range cfg.RADIUS.Clients {
+		out = append(out, CoATargetStatus{Name: c.Name, Address: c.Address.String(), Port: c.CoAPort,
+			RequireMessageAuthenticator: c.CoARequireMessageAuthenticator, EventTimestampCheck: !c.CoADisableEventTimestampCheck})
+	}
+	return out
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -113,6 +114,19 @@ func TestFederationRealPeers(t *testing.T) {
 	l := startFedLab(t, "1s", sec)
 	e := l.edge
 	cloudCert := device{Cert: p.RadSecClient.Chain, Key: p.RadSecClient.Key}
+
+	t.Run("status shows routes, pools and CoA targets", func(t *testing.T) {
+		out, code := runEdgeCmd(t, "status", "--config", e.cfgPath)
+		for _, want := range []string{
+			`federation eduroam: +round_robin, own realms ` + ownRealm + `, ssids eduroam`,
+			`auth server: +` + l.ops[0].AuthAddr() + ` up`, `auth server: +` + l.ops[1].AuthAddr() + ` up`,
+			`coa target: +eduroam-operator 127\.0\.0\.2/32 port 3799 \(Message-Authenticator required, Event-Timestamp checked\)`,
+		} {
+			if code != 0 || !regexp.MustCompile(want).MatchString(out) {
+				t.Fatalf("status (exit %d) lacks %q:\n%s", code, want, out)
+			}
+		}
+	})
 
 	t.Run("round robin with Operator-Name and CUI", func(t *testing.T) {
 		const n = 10
