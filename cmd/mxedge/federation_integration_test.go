@@ -67,7 +67,10 @@ func startFedLab(t *testing.T, statusInterval, extra string) *fedLab {
         secret: %q
       - address: %s
         secret: %q
-`, ownRealm, operatorName, statusInterval, l.ops[0].AuthAddr(), opSecret, l.ops[1].AuthAddr(), opSecret)
+    acct_servers:
+      - address: %s
+        secret: %q
+`, ownRealm, operatorName, statusInterval, l.ops[0].AuthAddr(), opSecret, l.ops[1].AuthAddr(), opSecret, l.ops[0].AcctAddr(), opSecret)
 	l.edge = startEdge(t, edgeConfig{
 		Secret: labSecret, Upstreams: []string{l.cloud.RadSecAddr}, PKI: p, Extra: fed + l.extraYML,
 		MoreClients: fmt.Sprintf(`    - name: eduroam-operator
@@ -194,6 +197,28 @@ func TestFederationRealPeers(t *testing.T) {
 			if per[0]+per[1] < 2 || (per[0] != 0 && per[1] != 0) {
 				t.Fatalf("conversation %d split over the servers: %d / %d", i, per[0], per[1])
 			}
+		}
+	})
+
+	t.Run("visitor accounting reaches the operator's accounting server", func(t *testing.T) {
+		before, _ := l.ops[0].CountAccountingRecords()
+		for _, st := range []string{"Start", "Stop"} {
+			res, err := peers.Radclient(ctxFor(t, 10*time.Second), e.Acct, labSecret, "acct", []string{
+				`User-Name = "visitor@example.org"`, `Acct-Status-Type = ` + st, `Acct-Session-Id = "v-1"`, eduroamCSI,
+			})
+			if err != nil || res.Code != "Accounting-Response" {
+				t.Fatalf("accounting %s: %v\n%s", st, err, res.Output)
+			}
+		}
+		recs, err := l.ops[0].AccountingRecords()
+		if err != nil || len(recs) != before+2 {
+			t.Fatalf("operator recorded %d accounting records, want %d (%v)", len(recs), before+2, err)
+		}
+		if got := recs[len(recs)-1].Get("Operator-Name"); got != operatorName {
+			t.Errorf("accounting Operator-Name %q, want %q", got, operatorName)
+		}
+		if _, ok := recs[len(recs)-1].Attrs["Chargeable-User-Identity"]; ok {
+			t.Error("a CUI request on accounting")
 		}
 	})
 
