@@ -49,6 +49,7 @@ type App struct {
 	clients atomic.Pointer[proxy.ClientTable]
 	router  *Router
 	fed     *Federation // in front of the router (federation.go)
+	reauth  *reauth     // re-authorisation after an outage (reauth.go)
 	cloud   *radsec.Client
 	cloudRS config.CloudRadSec // what cloud was built from
 	// cloudLoaded are the modification times of the certificate, key and
@@ -142,6 +143,10 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	if a.fed, err = NewFederation(cfg, a.router, a.log.With("component", "federation"), a.reg); err != nil {
 		return nil, err
 	}
+	if a.reauth, err = a.newReauth(); err != nil {
+		return nil, err
+	}
+	a.router.localSeen = a.reauth.seen
 	a.health = newHealth(cfg.Survivability.Health, a.log.With("component", "health"), a.reg, a.probeTarget, a.onModeChange)
 	a.router.health = a.health
 	a.cloudRS = cloudRadSec(cfg)
@@ -496,6 +501,7 @@ func (a *App) closeAll() {
 	if a.cloud != nil {
 		a.cloud.Close()
 	}
+	a.reauth.close()
 	if a.fed != nil {
 		a.fed.Close()
 	}

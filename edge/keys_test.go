@@ -42,6 +42,7 @@ var keyConsumers = map[string]string{
 	"radius.clients[].site":    "edge.buildClients",
 	"radius.clients[].require_message_authenticator":     "edge.buildClients",
 	"radius.clients[].limit_proxy_state":                 "edge.buildClients",
+	"survivability.reauthorize_after_outage":             "edge.newReauth",
 	"radius.clients[].coa_port":                          "edge.coaTarget",
 	"radius.clients[].coa_require_message_authenticator": "edge.coaTarget",
 	"radius.clients[].coa_disable_event_timestamp_check": "edge.coaTarget",

@@ -215,6 +215,11 @@ type Survivability struct {
 	// so a crash can lose the events of the last 20 ms or so of answers.
 	EventsDurable bool   `yaml:"events_durable"`
 	Health        Health `yaml:"health"`
+	// ReauthorizeAfterOutage asks each device, once the cloud is back, to
+	// re-authorise the sessions the local NAC let in with a default VLAN
+	// during the outage (CoA Reauthenticate for cisco, Disconnect for the
+	// others), paced, on the device's coa_port.
+	ReauthorizeAfterOutage bool `yaml:"reauthorize_after_outage"`
 }
 
 // Fraction is a share between 0 and 1, written in the file as a

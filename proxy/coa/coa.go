@@ -250,6 +250,19 @@ func (r *Relay) nak(req *proxy.Request, code packet.Code, cause uint32) ([]byte,
 
 var errTimeout = errors.New("coa: the device did not answer")
 
+// ErrTimeout is Send's error when the device did not answer.
+var ErrTimeout = errTimeout
+
+// Send delivers a CoA-Request or Disconnect-Request the edge itself makes
+// (re-authorisation after an outage) to t and returns the device's ACK or
+// NAK, checked as relayed ones are.
+func (r *Relay) Send(ctx context.Context, t Target, p *packet.Packet) (*packet.Packet, error) {
+	if p.Code != packet.CodeCoARequest && p.Code != packet.CodeDisconnectRequest {
+		return nil, fmt.Errorf("coa: %s is not a CoA or Disconnect request", p.Code)
+	}
+	return r.exchange(ctx, p, t)
+}
+
 // exchange sends p to t (Message-Authenticator first, the requester's
 // Proxy-State and Message-Authenticator left out, signed with t's secret)
 // and waits for the matching ACK or NAK, resending on timeout.
