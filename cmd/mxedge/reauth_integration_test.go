@@ -48,8 +48,8 @@ func TestReauthorizeAfterOutage(t *testing.T) {
 	for _, c := range []struct{ src, secret, mac string }{
 		{"127.0.0.9", arubaSecret, "0e0000000009"}, {"127.0.0.10", ciscoSecret, "0e000000000a"},
 	} {
-		attrs := []string{`User-Name = "`+c.mac+`"`, `User-Password = "`+c.mac+`"`,
-			`Calling-Station-Id = "`+c.mac+`"`, `Acct-Session-Id = "s-`+c.mac+`"`, ma, "Packet-Src-IP-Address = "+c.src}
+		attrs := []string{`User-Name = "` + c.mac + `"`, `User-Password = "` + c.mac + `"`,
+			`Calling-Station-Id = "` + c.mac + `"`, `Acct-Session-Id = "s-` + c.mac + `"`, ma, "Packet-Src-IP-Address = " + c.src}
 		res, err := peers.Radclient(ctxFor(t, 10*time.Second), e.Auth, c.secret, "auth", attrs)
 		if err != nil || res.Code != "Access-Accept" || res.Attr("Tunnel-Private-Group-Id") != wanDefaultMAB {
 			t.Fatalf("unknown MAC %s during the outage: %v\n%s", c.mac, err, res.Output)
