@@ -160,6 +160,7 @@ func cloudClients(in []cloudlink.RADIUSClient) ([]config.Client, []string) {
 		c := config.Client{
 			Name: rc.Name, Address: p, Secret: config.Secret(rc.Secret), Vendor: rc.Vendor, Site: rc.Site,
 			RequireMessageAuthenticator: rc.RequireMessageAuthenticator, CoAPort: rc.CoAPort,
+			CoARequireMessageAuthenticator: true,
 		}
 		if c.Name == "" {
 			c.Name = p.String()

@@ -80,7 +80,7 @@ func TestMergeCloudPrecedence(t *testing.T) {
 					t.Errorf("eap %q %q", s.EAPCert, s.EAPKey)
 				}
 				want := config.Client{Name: "cloud-sw", Address: netip.MustParsePrefix("198.51.100.0/24"),
-					Secret: "cloud-secret-0123456789", Vendor: "generic", RequireMessageAuthenticator: true, CoAPort: 3799}
+					Secret: "cloud-secret-0123456789", Vendor: "generic", RequireMessageAuthenticator: true, CoAPort: 3799, CoARequireMessageAuthenticator: true}
 				if len(c.RADIUS.Clients) != 1 || !reflect.DeepEqual(c.RADIUS.Clients[0], want) {
 					t.Errorf("clients %+v", c.RADIUS.Clients)
 				}

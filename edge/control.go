@@ -86,6 +86,10 @@ type StatusReport struct {
 	// Waiting names what the edge still needs to serve through the cloud
 	// (a registration, say), with what to do about it.
 	Waiting []string `json:"waiting,omitempty"`
+	// Federations are the roaming routes and their servers (federation.go);
+	// CoATargets the devices the cloud's CoA/Disconnect can reach (coa.go).
+	Federations []FederationStatus `json:"federations,omitempty"`
+	CoATargets  []CoATargetStatus  `json:"coa_targets,omitempty"`
 }
 
 // UpstreamStatus is one cloud RadSec server.
@@ -433,6 +437,7 @@ func (a *App) statusReport(since time.Time) *StatusReport {
 			AccountingHeld: s.AccountingHeld, AccountingOldest: s.AccountingOldest, AccountingFull: s.AccountingFull, LastFault: s.LastFault}
 	}
 	st.Waiting = a.waitingFor()
+	st.Federations, st.CoATargets = a.fed.Status(), a.coaTargets()
 	st.Config.File = a.opts.ConfigPath
 	st.Config.Sections = a.configSources()
 	st.Config.RestartPending = a.restartPending()

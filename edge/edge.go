@@ -49,6 +49,7 @@ type App struct {
 	clients atomic.Pointer[proxy.ClientTable]
 	router  *Router
 	fed     *Federation // in front of the router (federation.go)
+	reauth  *reauth     // re-authorisation after an outage (reauth.go)
 	cloud   *radsec.Client
 	cloudRS config.CloudRadSec // what cloud was built from
 	// cloudLoaded are the modification times of the certificate, key and
@@ -133,6 +134,7 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	a.clients.Store(table)
 
 	fwd := proxy.NewForwarder(radsecSecret, cfg.Cloud.RadSec.Timeout)
+	fwd.Describe = true // the cloud is told which client asked (docs/cloud-api.md)
 	a.router = newRouter(a.log, a.reg, fwd)
 	if m := cfg.Survivability.Mode; m == "cloud" || m == "local" {
 		a.router.forced.Store(m)
@@ -141,6 +143,10 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	if a.fed, err = NewFederation(cfg, a.router, a.log.With("component", "federation"), a.reg); err != nil {
 		return nil, err
 	}
+	if a.reauth, err = a.newReauth(); err != nil {
+		return nil, err
+	}
+	a.router.localSeen = a.reauth.seen
 	a.health = newHealth(cfg.Survivability.Health, a.log.With("component", "health"), a.reg, a.probeTarget, a.onModeChange)
 	a.router.health = a.health
 	a.cloudRS = cloudRadSec(cfg)
@@ -500,6 +506,7 @@ func (a *App) closeAll() {
 	if a.cloud != nil {
 		a.cloud.Close()
 	}
+	a.reauth.close()
 	if a.fed != nil {
 		a.fed.Close()
 	}

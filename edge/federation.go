@@ -251,6 +251,13 @@ func (f *Federation) classify(req *proxy.Request) (kind string, r *fedRoute, rea
 		// Never send what the federation sent us back to it.
 		return fedReject, ops[0], "not_our_realm"
 	}
+	return st.classifyVisitor(p, un)
+}
+
+// classifyVisitor classifies a request from the site's side (a device, or
+// the cloud relaying one): out to a federation, rejected, or not the
+// federation's.
+func (st *fedState) classifyVisitor(p *packet.Packet, un []byte) (kind string, r *fedRoute, reason string) {
 	var ssid string
 	if cs, ok := p.Lookup(packet.AttrCalledStationID); ok {
 		ssid, _ = realm.SSID(string(cs))
@@ -290,6 +297,40 @@ func (f *Federation) classify(req *proxy.Request) (kind string, r *fedRoute, rea
 		return fedVisitor, r, "foreign_realm"
 	}
 	return fedPass, nil, ""
+}
+
+// ServeCloud answers a roaming request the cloud sends over RadSec: a
+// visitor at the site whose realm the cloud cannot serve. It goes to the
+// federation exactly as a device's request would; what is not a visitor's
+// (the site's own realm, no federation, no route) is rejected, never
+// handed back to the cloud it came from.
+func (f *Federation) ServeCloud(ctx context.Context, req *proxy.Request) ([]byte, proxy.Outcome) {
+	p := req.Packet
+	if p.Code != packet.CodeAccessRequest && p.Code != packet.CodeAccountingRequest {
+		return nil, proxy.OutcomeDropped
+	}
+	kind, r, reason := fedPass, (*fedRoute)(nil), "no_federation"
+	if st := f.state.Load(); st != nil && len(st.routes) > 0 {
+		kind, r, reason = st.classifyVisitor(p, lookup(p, packet.AttrUserName))
+		if r == nil {
+			reason = "no_route"
+		}
+	}
+	switch {
+	case kind == fedVisitor:
+		f.route.WithLabelValues(r.cfg.Name, "cloud_visitor", reason).Inc()
+		return f.serveVisitor(ctx, req, r)
+	case r != nil:
+		if kind == fedPass {
+			reason = "not_a_visitor"
+		}
+		f.route.WithLabelValues(r.cfg.Name, fedReject, reason).Inc()
+		f.log.Info("federation reject", "federation", r.cfg.Name, "reason", reason, "client", req.Client.Name,
+			"user", string(lookup(p, packet.AttrUserName)))
+		return f.reject(req, r, reason)
+	}
+	f.log.Info("request from the cloud for no federation; rejected", "user", string(lookup(p, packet.AttrUserName)))
+	return f.reject(req, nil, reason)
 }
 
 // ServeRADIUS routes roaming requests and hands the rest to next.
@@ -400,7 +441,9 @@ func (f *Federation) reject(req *proxy.Request, r *fedRoute, reason string) ([]b
 	if err != nil {
 		return nil, proxy.OutcomeDropped
 	}
-	f.observe(req, r, b, "visitor")
+	if r != nil {
+		f.observe(req, r, b, "visitor")
+	}
 	return b, proxy.OutcomeAnswered
 }
 

@@ -200,3 +200,47 @@ func TestFTicksHashesCSI(t *testing.T) {
 		t.Errorf("%s", got)
 	}
 }
+
+// TestFederationServeCloud: the cloud's visitors go out to the federation;
+// what is not a visitor's is rejected, never handed back to the router
+// (and so to the cloud it came from).
+func TestFederationServeCloud(t *testing.T) {
+	addr, seen := fedUpstream(t, "fed-secret-0123456789")
+	f := newTestFederation(t, addr, &strings.Builder{})
+	onSSID := "00-11-22-33-44-55:eduroam"
+	for _, tc := range []struct {
+		name, user, called string
+		want               packet.Code
+		out                bool // reached the operator server
+		reason             string
+	}{
+		{"visitor", "anon@other.org", onSSID, packet.CodeAccessAccept, true, ""},
+		{"own realm", "alice@example.edu", onSSID, packet.CodeAccessReject, false, "federation: not_a_visitor"},
+		{"no realm", "anon", onSSID, packet.CodeAccessReject, false, "federation: no_realm"},
+		{"other SSID", "anon@other.org", "00-11-22-33-44-55:corp", packet.CodeAccessReject, false, "federation: no_route"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := fedRequest(t, "198.51.100.7:40000", packet.CodeAccessRequest, map[uint8]string{
+				packet.AttrUserName: tc.user, packet.AttrCalledStationID: tc.called,
+			})
+			reply, _ := f.ServeCloud(context.Background(), req)
+			rp, err := packet.Parse(reply)
+			if err != nil || rp.Code != tc.want {
+				t.Fatalf("reply %v %v, want %s", rp, err, tc.want)
+			}
+			if msg, _ := rp.Lookup(packet.AttrReplyMessage); tc.reason != "" && string(msg) != tc.reason {
+				t.Errorf("Reply-Message %q, want %q", msg, tc.reason)
+			}
+			select {
+			case <-seen:
+				if !tc.out {
+					t.Error("sent to the operator server")
+				}
+			default:
+				if tc.out {
+					t.Error("never reached the operator server")
+				}
+			}
+		})
+	}
+}

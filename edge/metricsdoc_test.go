@@ -60,6 +60,8 @@ var lazyFamilies = map[string]string{
 	// (proxy/udp, proxy/radsec, proxy/udpclient, edge/federation.go):
 	// their label values need seeding where the vectors are made.
 	"mxedge_requests_total":                       "proxy/udp: per client, created at its first request",
+	"mxedge_coa_requests_total":                   "proxy/coa: per target device, created at the cloud's first CoA",
+	"mxedge_reauth_requests_total":                "edge/reauth.go: created at the first re-authorisation (the feature is off by default)",
 	"mxedge_client_message_authenticator_total":   "proxy/udp: per client, created at its first Access-Request",
 	"mxedge_radsec_connections_established_total": "proxy/radsec: created at the first handshake",
 	"mxedge_radsec_requests_total":                "proxy/radsec: created at the first request",

@@ -51,6 +51,8 @@ type radsecListener struct {
 	// a few per kind in each interval; the next line says how many were
 	// suppressed.
 	warn *ratelog.Limiter
+	fed  *Federation   // the cloud's roaming requests (nil: refused)
+	coa  proxy.Handler // the cloud's CoA and Disconnect requests
 }
 
 // radsecTrust is everything a handshake is checked against.
@@ -74,8 +76,13 @@ func (a *App) startRadSec(ctx context.Context, cfg *config.Config) error {
 		}
 		return nil
 	}
-	l := &radsecListener{log: a.log.With("component", "radsec-listener"), listen: slices.Clone(cfg.RadSec.Listen)}
+	l := &radsecListener{log: a.log.With("component", "radsec-listener"), listen: slices.Clone(cfg.RadSec.Listen), fed: a.fed}
 	l.warn = ratelog.New(l.log, 10*time.Second, 5, nil)
+	relay, err := a.newCoARelay()
+	if err != nil {
+		return err
+	}
+	l.coa = relay
 	tr, err := loadRadSecTrust(cfg)
 	if err != nil {
 		return err
@@ -262,7 +269,7 @@ func (l *radsecListener) identify(st tls.ConnectionState, log *slog.Logger) (rad
 	names := certNames(leaf)
 	c := &proxy.Client{Name: names[0], Secret: radsecSecret, Vendor: "generic"}
 	if kind == peerCloud {
-		return radsec.Peer{Client: c, Kind: peerCloud, Handler: cloudInbound{warn: l.warn, peer: c.Name}}, nil
+		return radsec.Peer{Client: c, Kind: peerCloud, Handler: cloudInbound{warn: l.warn, peer: c.Name, fed: l.fed, coa: l.coa}}, nil
 	}
 	for _, s := range tr.sites {
 		if matchAny([]string{s.Match}, names) {
@@ -302,18 +309,28 @@ func matchAny(patterns, names []string) bool {
 	return false
 }
 
-// cloudInbound answers what the cloud sends over RadSec until the edge
-// implements it: CoA and Disconnect get a NAK with Error-Cause
-// Unsupported Service, roaming Access-Requests an Access-Reject, and each
-// a log line. Accounting has no negative answer: it is logged and not
-// acknowledged, so the cloud knows nothing was recorded.
+// cloudInbound answers what the cloud sends over RadSec: roaming
+// requests (a visitor whose realm the cloud does not serve) go to the
+// federation (Federation.ServeCloud), CoA and Disconnect to the device
+// (proxy/coa). What the edge does not serve gets a clear refusal and a log
+// line: CoA and Disconnect (without a relay) a NAK with Error-Cause
+// Unsupported Service, an Access-Request an Access-Reject; accounting has
+// no negative answer, so it is logged and not acknowledged.
 type cloudInbound struct {
 	warn *ratelog.Limiter
 	peer string
+	fed  *Federation
+	coa  proxy.Handler
 }
 
-func (h cloudInbound) ServeRADIUS(_ context.Context, req *proxy.Request) ([]byte, proxy.Outcome) {
+func (h cloudInbound) ServeRADIUS(ctx context.Context, req *proxy.Request) ([]byte, proxy.Outcome) {
 	p := req.Packet
+	switch {
+	case h.fed != nil && (p.Code == packet.CodeAccessRequest || p.Code == packet.CodeAccountingRequest):
+		return h.fed.ServeCloud(ctx, req)
+	case h.coa != nil && (p.Code == packet.CodeCoARequest || p.Code == packet.CodeDisconnectRequest):
+		return h.coa.ServeRADIUS(ctx, req)
+	}
 	var code packet.Code
 	var body func([]byte) ([]byte, error)
 	switch p.Code {

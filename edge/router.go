@@ -58,6 +58,9 @@ type Router struct {
 	// sent to the device (learning clients into the cache happens there).
 	// It runs on the request's goroutine and must be quick.
 	learn func(req *proxy.Request, reply []byte)
+	// localSeen, if set, sees every request the local NAC answered with
+	// its reply (re-authorisation after the outage, reauth.go).
+	localSeen func(req *proxy.Request, reply []byte)
 }
 
 type upstreamBox struct{ u upstream }
@@ -261,7 +264,11 @@ func (r *Router) serveLocal(ctx context.Context, req *proxy.Request) ([]byte, pr
 		return r.hold.ServeRADIUS(ctx, req)
 	}
 	if lb := r.local.Load(); lb != nil {
-		return lb.h.ServeRADIUS(ctx, req)
+		reply, outcome := lb.h.ServeRADIUS(ctx, req)
+		if r.localSeen != nil {
+			r.localSeen(req, reply)
+		}
+		return reply, outcome
 	}
 	return nil, proxy.OutcomeNoUpstream
 }

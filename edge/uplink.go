@@ -74,6 +74,9 @@ func (a *App) onModeChange(t Transition) {
 	if a.router.hold != nil && t.To == ModeCloud {
 		a.router.hold.kick()
 	}
+	if t.To == ModeCloud && a.reauth != nil {
+		a.reauth.cloudBack()
+	}
 	if a.local == nil || a.local.store == nil || a.router.forced.Load().(string) != "" {
 		// With survivability.mode forced the uplink's changes route
 		// nothing: logged and counted, not reported as NAC events.

@@ -39,6 +39,13 @@ type Forwarder struct {
 	Secret []byte
 	// Timeout bounds one exchange; zero leaves it to the context.
 	Timeout time.Duration
+	// Describe tells the upstream which configured client asked: on
+	// Access- and Accounting-Requests it adds NAS-IP-Address (the source
+	// address) when the device sent no NAS-IP-Address or NAS-IPv6-Address,
+	// and the edge's vendor-specific attributes with the client's name,
+	// site and vendor (docs/cloud-api.md). For the cloud, which answers
+	// "based on the configured vendor"; never for a federation's servers.
+	Describe bool
 
 	instance [4]byte
 	seq      atomic.Uint32
@@ -181,6 +188,9 @@ func (f *Forwarder) encodeRequest(dst []byte, req *Request, token [8]byte) ([]by
 			return nil, auth, err
 		}
 	}
+	if f.Describe && (access || in.Code == packet.CodeAccountingRequest) {
+		dst = describe(dst, req)
+	}
 	if dst, err = packet.AppendAttr(dst, packet.AttrProxyState, token[:]); err != nil {
 		return nil, auth, err
 	}
@@ -191,6 +201,55 @@ func (f *Forwarder) encodeRequest(dst []byte, req *Request, token [8]byte) ([]by
 		return nil, auth, err
 	}
 	return dst, auth, nil
+}
+
+// The edge's vendor-specific attributes (docs/cloud-api.md): one
+// Vendor-Specific attribute per sub-attribute, each a string.
+const (
+	// EdgeVendorID is the Vendor-Id of the edge's attributes.
+	EdgeVendorID uint32 = 64512
+	// EdgeAttrClientName is the radius.clients name the request came from.
+	EdgeAttrClientName uint8 = 1
+	// EdgeAttrSite is that client's site ("" is left out).
+	EdgeAttrSite uint8 = 2
+	// EdgeAttrVendor is that client's vendor (cisco, aruba, …, generic).
+	EdgeAttrVendor uint8 = 3
+)
+
+// describe appends what tells the upstream which client asked (see
+// Forwarder.Describe), without allocating.
+func describe(dst []byte, req *Request) []byte {
+	in := req.Packet
+	if a := req.Source.Addr().Unmap(); a.IsValid() && in.Count(packet.AttrNASIPAddress) == 0 && in.Count(packet.AttrNASIPv6Address) == 0 {
+		if a.Is4() {
+			v := a.As4()
+			dst = append(dst, packet.AttrNASIPAddress, 6)
+			dst = append(dst, v[:]...)
+		} else {
+			v := a.As16()
+			dst = append(dst, packet.AttrNASIPv6Address, 18)
+			dst = append(dst, v[:]...)
+		}
+	}
+	if c := req.Client; c != nil {
+		dst = appendEdgeVSA(dst, EdgeAttrClientName, c.Name)
+		dst = appendEdgeVSA(dst, EdgeAttrSite, c.Site)
+		dst = appendEdgeVSA(dst, EdgeAttrVendor, c.Vendor)
+	}
+	return dst
+}
+
+// appendEdgeVSA appends one of the edge's string sub-attributes, cut to
+// what fits; an empty value is left out.
+func appendEdgeVSA(dst []byte, t uint8, v string) []byte {
+	if v == "" {
+		return dst
+	}
+	v = v[:min(len(v), 247)]
+	dst = append(dst, packet.AttrVendorSpecific, byte(len(v)+8))
+	dst = binary.BigEndian.AppendUint32(dst, EdgeVendorID)
+	dst = append(dst, t, byte(len(v)+2))
+	return append(dst, v...)
 }
 
 // encodeReply turns the upstream's reply into the client's.

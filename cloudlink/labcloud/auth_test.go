@@ -57,3 +57,20 @@ func TestRADIUSClientsPushed(t *testing.T) {
 		t.Errorf("clients %+v etag %s → %s", d1.RADIUSClients, tag0, tag1)
 	}
 }
+
+func TestRoleAttribute(t *testing.T) {
+	for _, tc := range []struct {
+		vendor, name, value string
+		vendorID            uint32
+	}{
+		{"cisco", "Cisco-AVPair", "shell:roles=r", 9},
+		{"aruba", "Aruba-User-Role", "r", 14823},
+		{"juniper", "Filter-Id", "r", 0},
+		{"", "Filter-Id", "r", 0},
+	} {
+		a := RoleAttribute(tc.vendor, "r")
+		if a.Name != tc.name || a.Value != tc.value || a.VendorID != tc.vendorID {
+			t.Errorf("%q: %+v", tc.vendor, a)
+		}
+	}
+}

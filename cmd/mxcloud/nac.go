@@ -188,18 +188,55 @@ func (n *nac) ServeRADIUS(ctx context.Context, req *proxy.Request) ([]byte, prox
 	if !ok {
 		return n.reply(p, packet.CodeAccessReject, "")
 	}
-	return n.reply(p, packet.CodeAccessAccept, vlan)
+	// The role in the attribute the asking device's vendor understands,
+	// as the edge names it (docs/cloud-api.md).
+	vendor, _ := edgeClient(p)
+	return n.reply(p, packet.CodeAccessAccept, vlan, labcloud.RoleAttribute(vendor, labcloud.MABRole))
+}
+
+// edgeClient reads the edge's vendor-specific attributes: the vendor and
+// name of the configured client the request came from ("" when absent).
+func edgeClient(p *packet.Packet) (vendor, name string) {
+	var vsas []packet.VSA
+	for _, a := range p.Attrs {
+		if a.Type == packet.AttrVendorSpecific {
+			vsas, _ = packet.ParseVSA(a.Value, vsas)
+		}
+	}
+	for _, v := range vsas {
+		if v.Vendor != proxy.EdgeVendorID {
+			continue
+		}
+		switch v.Type {
+		case proxy.EdgeAttrVendor:
+			vendor = string(v.Value)
+		case proxy.EdgeAttrClientName:
+			name = string(v.Value)
+		}
+	}
+	return vendor, name
 }
 
 // reply answers req through proxy.Reply (Message-Authenticator first,
-// Proxy-State copied, signed) with the RFC 3580 VLAN trio when vlan is set.
+// Proxy-State copied, signed) with the extra attributes, then the RFC 3580
+// VLAN trio when vlan is set.
 // Inside RadSec the secret is always "radsec", whoever the client is.
-func (n *nac) reply(req *packet.Packet, code packet.Code, vlan string) ([]byte, proxy.Outcome) {
+func (n *nac) reply(req *packet.Packet, code packet.Code, vlan string, extra ...cloudlink.Attribute) ([]byte, proxy.Outcome) {
 	b, err := proxy.Reply(&proxy.Request{Packet: req, Client: radsecClient}, code, func(b []byte) ([]byte, error) {
+		var err error
+		for _, a := range extra {
+			if a.VendorID != 0 {
+				b, err = packet.AppendVSA(b, a.VendorID, a.VendorType, []byte(a.Value))
+			} else {
+				b, err = packet.AppendAttr(b, a.Type, []byte(a.Value))
+			}
+			if err != nil {
+				return b, err
+			}
+		}
 		if vlan == "" {
 			return b, nil
 		}
-		var err error
 		if b, err = packet.AppendAttr(b, packet.AttrTunnelType, []byte{0, 0, 0, 13}); err != nil { // VLAN
 			return b, err
 		}

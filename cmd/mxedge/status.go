@@ -20,6 +20,7 @@ import (
 	"github.com/mxedge/mxedge/cloudlink"
 	"github.com/mxedge/mxedge/edge"
 	"github.com/mxedge/mxedge/edge/config"
+	"github.com/mxedge/mxedge/proxy/udpclient"
 )
 
 // `mxedge status` and `mxedge cache` ask the running daemon over its
@@ -289,6 +290,32 @@ func printStatus(w io.Writer, st *edge.StatusReport) {
 			}
 			fmt.Fprintf(tw, "cache fault:\t%s %s: %s%s\n", f.At.UTC().Format(time.RFC3339), f.Reason, f.Err, moved)
 		}
+	}
+	for _, f := range st.Federations {
+		fmt.Fprintf(tw, "federation %s:\t%s, own realms %s, ssids %s\n", f.Name, f.LoadBalance,
+			orDefault(strings.Join(f.OwnRealms, ","), "none"), orDefault(strings.Join(f.SSIDs, ","), "any"))
+		for _, pool := range []struct {
+			kind string
+			ss   []udpclient.ServerStatus
+		}{{"auth", f.AuthServers}, {"acct", f.AcctServers}} {
+			for _, s := range pool.ss {
+				state := "down"
+				if s.Up {
+					state = "up"
+				}
+				fmt.Fprintf(tw, "  %s server:\t%s %s\n", pool.kind, s.Address, state)
+			}
+		}
+	}
+	for _, c := range st.CoATargets {
+		checks := []string{}
+		if c.RequireMessageAuthenticator {
+			checks = append(checks, "Message-Authenticator required")
+		}
+		if c.EventTimestampCheck {
+			checks = append(checks, "Event-Timestamp checked")
+		}
+		fmt.Fprintf(tw, "coa target:\t%s %s port %d (%s)\n", c.Name, c.Address, c.Port, orDefault(strings.Join(checks, ", "), "no checks"))
 	}
 	if st.Running {
 		src := []string{"file " + orDefault(st.Config.File, "(defaults)")}

@@ -109,15 +109,24 @@ type Client struct {
 	Site                        string       `yaml:"site"`
 	RequireMessageAuthenticator bool         `yaml:"require_message_authenticator"`
 	LimitProxyState             bool         `yaml:"limit_proxy_state"`
-	// CoAPort is refused while set: mxedge relays no CoA or Disconnect
-	// requests yet, and a key that is accepted must do something.
-	CoAPort int `yaml:"coa_port" refused:"not supported yet: mxedge relays no CoA/Disconnect requests; remove the key"`
+	// CoAPort is where the device takes CoA and Disconnect requests
+	// (RFC 5176) that the cloud sends through the edge.
+	CoAPort int `yaml:"coa_port"`
+	// CoARequireMessageAuthenticator discards the device's CoA/Disconnect
+	// ACK or NAK without a valid Message-Authenticator (the edge always
+	// sends one); turn it off for devices that sign only the Authenticator.
+	CoARequireMessageAuthenticator bool `yaml:"coa_require_message_authenticator"`
+	// CoADisableEventTimestampCheck relays requests for this device
+	// whatever their Event-Timestamp (the cloud's DAS setting of the same
+	// name); otherwise one outside the 300 s window is discarded.
+	CoADisableEventTimestampCheck bool `yaml:"coa_disable_event_timestamp_check"`
 }
 
 func (c *Client) setDefaults() {
 	c.Vendor = "generic"
 	c.RequireMessageAuthenticator = true
 	c.CoAPort = 3799
+	c.CoARequireMessageAuthenticator = true
 }
 
 // RadSec configures the RadSec listener (devices' backup path, and the cloud's inbound).
@@ -206,6 +215,11 @@ type Survivability struct {
 	// so a crash can lose the events of the last 20 ms or so of answers.
 	EventsDurable bool   `yaml:"events_durable"`
 	Health        Health `yaml:"health"`
+	// ReauthorizeAfterOutage asks each device, once the cloud is back, to
+	// re-authorise the sessions the local NAC let in with a default VLAN
+	// during the outage (CoA Reauthenticate for cisco, Disconnect for the
+	// others), paced, on the device's coa_port.
+	ReauthorizeAfterOutage bool `yaml:"reauthorize_after_outage"`
 }
 
 // Fraction is a share between 0 and 1, written in the file as a

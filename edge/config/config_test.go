@@ -66,7 +66,7 @@ func TestDefaults(t *testing.T) {
 					Secret:                      "short",
 					Vendor:                      "generic",
 					RequireMessageAuthenticator: true,
-					CoAPort:                     3799,
+					CoAPort:                     3799, CoARequireMessageAuthenticator: true,
 				}}
 			},
 			warn: []string{"testdata/good/minimal.yaml: radius.clients[0].secret: is shorter than 16 characters; use a long random secret"},
@@ -151,11 +151,11 @@ func TestFull(t *testing.T) {
 			Clients: []Client{
 				{
 					Name: "core", Address: netip.MustParsePrefix("192.0.2.0/24"), Secret: "core-switch-secret-0123",
-					Vendor: "cisco", Site: "hq", LimitProxyState: true, CoAPort: 3799,
+					Vendor: "cisco", Site: "hq", LimitProxyState: true, CoAPort: 3799, CoARequireMessageAuthenticator: true,
 				},
 				{
 					Name: "2001:db8::1/128", Address: netip.MustParsePrefix("2001:db8::1/128"), Secret: "1234567890123456",
-					Vendor: "aruba", RequireMessageAuthenticator: true, CoAPort: 3799,
+					Vendor: "aruba", RequireMessageAuthenticator: true, CoAPort: 3799, CoARequireMessageAuthenticator: true,
 				},
 			},
 		},

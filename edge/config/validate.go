@@ -109,6 +109,9 @@ func (r *RADIUS) validate(p *problems) {
 		}
 		secret(p, key+".secret", cl.Secret)
 		oneOf(p, key+".vendor", cl.Vendor, Vendors...)
+		if cl.CoAPort < 1 || cl.CoAPort > 65535 {
+			p.add(key+".coa_port", fmt.Sprintf("%d is not a port (1-65535)", cl.CoAPort))
+		}
 		if !cl.RequireMessageAuthenticator {
 			p.warn(key+".require_message_authenticator", "false leaves this client open to BlastRADIUS (CVE-2024-3596)")
 		}

@@ -48,6 +48,20 @@ func (f *FreeRADIUS) AccountingRecords() ([]DetailRecord, error) {
 	return ParseDetail(file)
 }
 
+// AuthRecords parses the Access-Requests logged with LogAuth (none yet:
+// no records). FreeRADIUS writes each in authorize, before it answers.
+func (f *FreeRADIUS) AuthRecords() ([]DetailRecord, error) {
+	file, err := os.Open(f.AuthDetail)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer file.Close()
+	return ParseDetail(file)
+}
+
 // ParseDetail reads FreeRADIUS detail-file records in file order: a header
 // line at column 0, then one tab-indented "Name = value" line per
 // attribute, then a blank line. A last record without its blank line (a

@@ -25,6 +25,9 @@ type EAPTLS struct {
 	TLS13 bool
 	// CallingStationID is the -M MAC; 02:00:00:00:00:01 when empty.
 	CallingStationID string
+	// Attrs are extra request attributes in eapol_test's -N syntax
+	// ("30:s:02-00-00-00-00-01:eduroam" for a Called-Station-Id).
+	Attrs []string
 }
 
 // EAPResult is what eapol_test reported.
@@ -90,8 +93,11 @@ func EAPOLTest(ctx context.Context, addr, secret string, cfg EAPTLS) (EAPResult,
 	if mac == "" {
 		mac = "02:00:00:00:00:01"
 	}
-	cmd := exec.CommandContext(ctx, bin, "-c", conf, "-a", host, "-p", port, "-s", secret,
-		"-M", mac, "-r", "0", "-t", "10")
+	args := []string{"-c", conf, "-a", host, "-p", port, "-s", secret, "-M", mac, "-r", "0", "-t", "10"}
+	for _, a := range cfg.Attrs {
+		args = append(args, "-N"+a)
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
 	out, runErr := cmd.CombinedOutput()
 	res := parseEAPOLTest(string(out))
 	if ctx.Err() != nil {

@@ -56,6 +56,18 @@ type FreeRADIUSOptions struct {
 	AuthPort int
 	AcctPort int
 	Secret   string // "testing123" when empty
+	// BindAddress is the UDP listeners' address (127.0.0.1 when empty):
+	// another loopback address (127.0.0.2) lets a test tell this server's
+	// requests apart from a device's by source. Clients are then accepted
+	// from all of 127.0.0.0/8.
+	BindAddress string
+	// LogAuth writes every Access-Request received into AuthDetail (detail
+	// format, read with AuthRecords), so that a test sees what a proxy
+	// added (Operator-Name, a Chargeable-User-Identity request).
+	LogAuth bool
+	// CUI answers an Access-Request carrying a Chargeable-User-Identity
+	// request with CUI + "-" + User-Name in the Accept (RFC 4372).
+	CUI string
 	// RequireMessageAuthenticator makes FreeRADIUS discard UDP
 	// Access-Requests without one (the client option, present in 3.2.1).
 	RequireMessageAuthenticator bool
@@ -76,15 +88,18 @@ type FreeRADIUSOptions struct {
 
 // FreeRADIUS is a running FreeRADIUS peer.
 type FreeRADIUS struct {
-	Dir      string // config and state directory
-	Logs     string // server output (appended across restarts)
-	Detail   string // accounting detail file
-	AuthPort int    // 0 unless UDP
-	AcctPort int    // 0 unless UDP
-	Secret   string // UDP client secret
+	Dir    string // config and state directory
+	Logs   string // server output (appended across restarts)
+	Detail string // accounting detail file
+	// AuthDetail holds the Access-Requests received when LogAuth is set.
+	AuthDetail string
+	AuthPort   int    // 0 unless UDP
+	AcctPort   int    // 0 unless UDP
+	Secret     string // UDP client secret
 	// RadSecAddr is the RadSec listener's host:port ("" unless RadSec).
 	RadSecAddr string
 
+	bind string
 	bin  string
 	args []string
 
@@ -111,6 +126,9 @@ func StartFreeRADIUS(ctx context.Context, dir string, opts FreeRADIUSOptions) (*
 	}
 	if opts.Secret == "" {
 		opts.Secret = "testing123"
+	}
+	if opts.BindAddress == "" {
+		opts.BindAddress = "127.0.0.1"
 	}
 	if opts.EAPTLSMaxVersion == "" {
 		opts.EAPTLSMaxVersion = "1.3"
@@ -145,7 +163,10 @@ func StartFreeRADIUS(ctx context.Context, dir string, opts FreeRADIUSOptions) (*
 		Logs:   filepath.Join(dir, "freeradius.log"),
 		Detail: filepath.Join(dir, "acct", "detail"),
 		Secret: opts.Secret,
-		bin:    bin,
+		// Outside acct/: CountAccountingRecords reads the detail file only.
+		AuthDetail: filepath.Join(dir, "auth-detail"),
+		bin:        bin,
+		bind:       opts.BindAddress,
 	}
 	if opts.UDP {
 		f.AuthPort, f.AcctPort = opts.AuthPort, opts.AcctPort
@@ -194,12 +215,12 @@ func (f *FreeRADIUS) PID() int {
 
 // AuthAddr is the UDP auth listener's host:port.
 func (f *FreeRADIUS) AuthAddr() string {
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(f.AuthPort))
+	return net.JoinHostPort(f.bind, strconv.Itoa(f.AuthPort))
 }
 
 // AcctAddr is the UDP accounting listener's host:port.
 func (f *FreeRADIUS) AcctAddr() string {
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(f.AcctPort))
+	return net.JoinHostPort(f.bind, strconv.Itoa(f.AcctPort))
 }
 
 // Stop terminates the server (SIGTERM, then SIGKILL) and waits for it.
@@ -424,7 +445,7 @@ thread pool {
 }
 {{if .UDP}}
 client lo4 {
-	ipaddr = 127.0.0.1
+	ipaddr = {{if eq .BindAddress "127.0.0.1"}}127.0.0.1{{else}}127.0.0.0/8{{end}}
 	proto = udp
 	secret = {{q .Secret}}
 	require_message_authenticator = {{if .RequireMessageAuthenticator}}yes{{else}}no{{end}}
@@ -438,14 +459,14 @@ client lo6 {
 
 listen {
 	type = auth
-	ipaddr = 127.0.0.1
+	ipaddr = {{.BindAddress}}
 	port = {{.AuthPort}}
 	virtual_server = default
 }
 
 listen {
 	type = acct
-	ipaddr = 127.0.0.1
+	ipaddr = {{.BindAddress}}
 	port = {{.AcctPort}}
 	virtual_server = default
 }
@@ -523,6 +544,15 @@ modules {
 		header = "%t"
 		locking = no
 	}
+{{- if .LogAuth}}
+	detail auth_log {
+		filename = {{.Dir}}/auth-detail
+		escape_filenames = no
+		permissions = 0600
+		header = "%t"
+		locking = no
+	}
+{{- end}}
 {{- if .EAPCert}}
 	eap {
 		default_eap_type = tls
@@ -560,6 +590,9 @@ modules {
 
 server default {
 	authorize {
+{{- if .LogAuth}}
+		auth_log
+{{- end}}
 {{- if .EAPCert}}
 		eap {
 			ok = return
@@ -583,6 +616,13 @@ server default {
 		ok
 	}
 	post-auth {
+{{- if .CUI}}
+		if (&Chargeable-User-Identity) {
+			update reply {
+				&Chargeable-User-Identity := "{{.CUI}}-%{User-Name}"
+			}
+		}
+{{- end}}
 {{- range .EAPVLANs}}
 		if (&TLS-Client-Cert-Common-Name == {{q .Key}}) {
 			update reply {
