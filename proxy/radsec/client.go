@@ -340,9 +340,22 @@ func (s *upstream) needConnLocked() bool {
 
 // run owns dialing for one server, so that however many requests find no
 // connection there is at most one dial at a time and the backoff holds.
+// A panic in it is counted and the loop restarted after the backoff of a
+// failed dial.
 func (s *upstream) run() {
 	c := s.c
 	defer c.wg.Done()
+	for recovered(c.metrics.panics, c.log, goDial, s.dialLoop) {
+		s.mu.Lock()
+		s.fails++
+		s.nextDial = time.Now().Add(backoff(s.fails, c.cfg.ReconnectMax, rand.Int64N))
+		s.dialStart, s.dialCancel = time.Time{}, nil
+		s.mu.Unlock()
+	}
+}
+
+func (s *upstream) dialLoop() {
+	c := s.c
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
