@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"reflect"
@@ -225,15 +226,17 @@ func (a *App) registerMetrics() {
 // config's warnings already name every client that opted out of
 // Message-Authenticator; Start logs them.
 func buildClients(cfg *config.Config, selfSecret []byte) (*proxy.ClientTable, error) {
-	cs := make([]*proxy.Client, 0, len(cfg.RADIUS.Clients)+1)
-	self := selfCheckClient(selfSecret)
-	for _, c := range cfg.RADIUS.Clients {
-		if c.Address == self.Prefix {
-			self = nil // the operator uses this address; skip the self-check client
+	cs := make([]*proxy.Client, 0, len(cfg.RADIUS.Clients)+2)
+	for _, at := range []netip.Addr{selfCheckAddr, selfCheckAddr6} {
+		self := selfCheckClientAt(at, selfSecret)
+		for _, c := range cfg.RADIUS.Clients {
+			if c.Address == self.Prefix {
+				self = nil // the operator uses this address; skip the self-check client
+			}
 		}
-	}
-	if self != nil {
-		cs = append(cs, self)
+		if self != nil {
+			cs = append(cs, self)
+		}
 	}
 	for _, c := range cfg.RADIUS.Clients {
 		cs = append(cs, &proxy.Client{

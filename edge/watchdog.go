@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"time"
@@ -13,15 +14,24 @@ import (
 	"github.com/mxedge/mxedge/proxy/packet"
 )
 
-// selfCheckAddr is the loopback source the watchdog's self-check sends
-// from. It gets its own client entry with a random per-process secret, so
-// it opens nothing to anyone else.
-var selfCheckAddr = netip.MustParseAddr("127.77.0.1")
+// selfCheckAddr and selfCheckAddr6 are the loopback sources the
+// watchdog's self-check sends from, one per address family. They get their
+// own client entries with a random per-process secret, so they open
+// nothing to anyone else; an operator's client on either address wins, and
+// the listeners of that family then go unchecked (logged).
+var (
+	selfCheckAddr  = netip.MustParseAddr("127.77.0.1")
+	selfCheckAddr6 = netip.IPv6Loopback()
+)
 
 // selfCheckClient returns the internal client entry for the watchdog.
 func selfCheckClient(secret []byte) *proxy.Client {
+	return selfCheckClientAt(selfCheckAddr, secret)
+}
+
+func selfCheckClientAt(addr netip.Addr, secret []byte) *proxy.Client {
 	return &proxy.Client{
-		Name: "self-check", Prefix: netip.PrefixFrom(selfCheckAddr, 32), Secret: secret,
+		Name: "self-check", Prefix: netip.PrefixFrom(addr, addr.BitLen()), Secret: secret,
 		Vendor: "generic", RequireMessageAuthenticator: true,
 	}
 }
@@ -60,31 +70,41 @@ func (a *App) runWatchdog(ctx context.Context) {
 	}
 }
 
-// selfCheck sends one Status-Server to every auth listener it can reach
-// from loopback and waits for the answers.
+// selfCheck sends one Status-Server to every auth listener and waits for
+// the answers. A listener on a wildcard address is reached through
+// loopback of its family (a dual-stack [::] socket through IPv4), one on a
+// LAN address at that address itself: the kernel delivers it over
+// loopback, to the listener's own socket.
 func (a *App) selfCheck(timeout time.Duration) error {
 	for _, addr := range a.AuthAddrs() {
 		ua, ok := addr.(*net.UDPAddr)
 		if !ok {
 			continue
 		}
-		ip, _ := netip.AddrFromSlice(ua.IP)
-		ip = ip.Unmap()
-		switch {
-		case ip.IsUnspecified():
-			ip = netip.MustParseAddr("127.0.0.1")
-		case !ip.IsLoopback() || !ip.Is4():
-			continue // not reachable from our reserved source; nothing to prove
-		}
-		if err := statusRoundTrip(netip.AddrPortFrom(ip, uint16(ua.Port)), a.selfSecret, timeout); err != nil {
-			return err
+		from, to := selfCheckRoute(ua.AddrPort())
+		if err := statusRoundTrip(from, to, a.selfSecret, timeout); err != nil {
+			return fmt.Errorf("self-check of %s: %w", to, err)
 		}
 	}
 	return nil
 }
 
-func statusRoundTrip(to netip.AddrPort, secret []byte, timeout time.Duration) error {
-	c, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(selfCheckAddr, 0)), net.UDPAddrFromAddrPort(to))
+// selfCheckRoute is where the self-check of a listener bound at l is sent
+// from and to.
+func selfCheckRoute(l netip.AddrPort) (from netip.Addr, to netip.AddrPort) {
+	ip := l.Addr().Unmap()
+	switch {
+	case ip.IsUnspecified():
+		// 0.0.0.0, and [::] (dual-stack on Linux unless bindv6only)
+		ip = netip.MustParseAddr("127.0.0.1")
+	case ip.Is6():
+		return selfCheckAddr6, netip.AddrPortFrom(ip.WithZone(l.Addr().Zone()), l.Port())
+	}
+	return selfCheckAddr, netip.AddrPortFrom(ip, l.Port())
+}
+
+func statusRoundTrip(from netip.Addr, to netip.AddrPort, secret []byte, timeout time.Duration) error {
+	c, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(from, 0)), net.UDPAddrFromAddrPort(to))
 	if err != nil {
 		return err
 	}

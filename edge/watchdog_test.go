@@ -1,0 +1,85 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mxedge/mxedge/edge/config"
+)
+
+func TestSelfCheckRoute(t *testing.T) {
+	for _, tc := range []struct{ listen, from, to string }{
+		{"127.0.0.1:1812", "127.77.0.1", "127.0.0.1:1812"},
+		{"0.0.0.0:1812", "127.77.0.1", "127.0.0.1:1812"},
+		{"[::]:1812", "127.77.0.1", "127.0.0.1:1812"},
+		{"192.0.2.7:1812", "127.77.0.1", "192.0.2.7:1812"},
+		{"[::ffff:192.0.2.7]:1812", "127.77.0.1", "192.0.2.7:1812"},
+		{"[::1]:1812", "::1", "[::1]:1812"},
+		{"[fd00::2]:1812", "::1", "[fd00::2]:1812"},
+	} {
+		from, to := selfCheckRoute(netip.MustParseAddrPort(tc.listen))
+		if from.String() != tc.from || to.String() != tc.to {
+			t.Errorf("%s: from %s to %s, want from %s to %s", tc.listen, from, to, tc.from, tc.to)
+		}
+	}
+}
+
+// lanAddrs are this machine's non-loopback addresses, one per family.
+func lanAddrs(t *testing.T) []string {
+	as, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	seen := map[bool]bool{}
+	for _, a := range as {
+		p, err := netip.ParsePrefix(a.String())
+		if err != nil || p.Addr().IsLoopback() || p.Addr().IsLinkLocalUnicast() || seen[p.Addr().Is4()] {
+			continue
+		}
+		seen[p.Addr().Is4()] = true
+		out = append(out, netip.AddrPortFrom(p.Addr(), 0).String())
+	}
+	return out
+}
+
+// TestSelfCheckEveryListener: the self-check reaches auth listeners on
+// IPv4 and IPv6 loopback, on the wildcards, and on this machine's own
+// non-loopback addresses (delivered over loopback), not only IPv4
+// loopback ones; and it fails when one of them does not answer.
+func TestSelfCheckEveryListener(t *testing.T) {
+	listen := append([]string{"127.0.0.1:0", "[::1]:0", "0.0.0.0:0", "[::]:0"}, lanAddrs(t)...)
+	y := strings.Replace(testYAML(t, "cloud"), `auth_listen: ["127.0.0.1:0"]`,
+		`auth_listen: ["`+strings.Join(listen, `", "`)+`"]`, 1)
+	cfg, err := config.Parse("test.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := Start(context.Background(), Options{Config: cfg, Version: "test", Stderr: &bytes.Buffer{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Shutdown(context.Background())
+	if got := len(a.AuthAddrs()); got != len(listen) {
+		t.Fatalf("%d auth listeners, want %d", got, len(listen))
+	}
+	if err := a.selfCheck(5 * time.Second); err != nil {
+		t.Fatalf("self-check over %v: %v", listen, err)
+	}
+
+	// A socket nobody answers on fails the check.
+	mute, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mute.Close()
+	from, to := selfCheckRoute(mute.LocalAddr().(*net.UDPAddr).AddrPort())
+	if err := statusRoundTrip(from, to, a.selfSecret, 100*time.Millisecond); err == nil {
+		t.Fatalf("a mute listener at %s passed the self-check", to)
+	}
+}
