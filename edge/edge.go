@@ -61,6 +61,7 @@ type App struct {
 	metrics     net.Listener
 	// selfSecret authenticates the watchdog's self-check (see watchdog.go).
 	selfSecret []byte
+	unchecked  sync.Map // netip.AddrPort → true: listeners the self-check could not reach, logged once
 	reloads    *prometheus.CounterVec
 	reloadOK   prometheus.Gauge
 	local      *localNAC // nil unless survivability built it (local.go)

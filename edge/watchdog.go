@@ -82,6 +82,11 @@ func (a *App) selfCheck(timeout time.Duration) error {
 			continue
 		}
 		from, to := selfCheckRoute(ua.AddrPort())
+		if c := a.clients.Load().Lookup(from); c == nil || c.Name != "self-check" {
+			// The operator's client on our source: nothing we can sign.
+			a.selfCheckSkipped(to)
+			continue
+		}
 		if err := statusRoundTrip(from, to, a.selfSecret, timeout); err != nil {
 			return fmt.Errorf("self-check of %s: %w", to, err)
 		}
@@ -130,4 +135,20 @@ func statusRoundTrip(from netip.Addr, to netip.AddrPort, secret []byte, timeout 
 		return errors.New("self-check: Status-Server not accepted")
 	}
 	return nil
+}
+
+// selfCheckSkipped logs, once per listener, that the operator's client on
+// the self-check source leaves it unchecked.
+func (a *App) selfCheckSkipped(to netip.AddrPort) {
+	if _, seen := a.unchecked.LoadOrStore(to, true); !seen {
+		a.log.Warn("watchdog self-check cannot reach this listener: a radius client is configured on its source address",
+			"listener", to, "source", selfCheckAddrFor(to.Addr()))
+	}
+}
+
+func selfCheckAddrFor(to netip.Addr) netip.Addr {
+	if to.Is6() {
+		return selfCheckAddr6
+	}
+	return selfCheckAddr
 }

@@ -83,3 +83,29 @@ func TestSelfCheckEveryListener(t *testing.T) {
 		t.Fatalf("a mute listener at %s passed the self-check", to)
 	}
 }
+
+// With the operator's client on ::1 the IPv6 listeners cannot be checked:
+// they are skipped (and logged), not failed, or systemd would restart a
+// daemon that serves fine.
+func TestSelfCheckSkipsOperatorSource(t *testing.T) {
+	y := strings.Replace(testYAML(t, "cloud"), `auth_listen: ["127.0.0.1:0"]`, `auth_listen: ["127.0.0.1:0", "[::1]:0"]`, 1)
+	y = strings.Replace(y, "address: 127.0.0.1", "address: \"::1\"", 1)
+	cfg, err := config.Parse("test.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	a, err := Start(context.Background(), Options{Config: cfg, Version: "test", Stderr: &logs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Shutdown(context.Background())
+	for range 2 {
+		if err := a.selfCheck(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := strings.Count(logs.String(), "self-check cannot reach"); n != 1 {
+		t.Fatalf("%d warnings, want 1:\n%s", n, logs.String())
+	}
+}
