@@ -61,10 +61,13 @@ type App struct {
 	metrics     net.Listener
 	// selfSecret authenticates the watchdog's self-check (see watchdog.go).
 	selfSecret []byte
-	unchecked  sync.Map // netip.AddrPort → true: listeners the self-check could not reach, logged once
-	reloads    *prometheus.CounterVec
-	reloadOK   prometheus.Gauge
-	local      *localNAC // nil unless survivability built it (local.go)
+	// beats are the working loops' heartbeats (watchdog.go); nil without
+	// a systemd watchdog.
+	beats     *notify.Heartbeats
+	unchecked sync.Map // netip.AddrPort → true: listeners the self-check could not reach, logged once
+	reloads   *prometheus.CounterVec
+	reloadOK  prometheus.Gauge
+	local     *localNAC // nil unless survivability built it (local.go)
 	// link is the cloud link (cloud.go), which a registration made while
 	// the daemon runs starts (register.go).
 	link link
@@ -120,6 +123,7 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 		opts.Stderr = os.Stderr
 	}
 	a := &App{opts: opts, log: newLogger(opts.Stderr, cfg.Log), reg: newRegistry(), selfSecret: newSelfCheckSecret()}
+	a.beats = newBeats()        // before the loops that report to it start
 	cfg = a.startWithCloud(cfg) // cloudconfig.go: the persisted cloud config fills what the file leaves out
 	a.cfg.Store(cfg)
 	a.restart.started = cfg
@@ -267,6 +271,7 @@ func (a *App) newCloudPool(rs config.CloudRadSec) (*radsec.Client, error) {
 		IdleTimeout:    rs.IdleTimeout,
 		Logger:         a.log.With("component", "cloud-radsec"),
 		Registerer:     a.reg,
+		Heartbeats:     a.heartbeat,
 		OnStateChange: func(server string, up bool) {
 			a.log.Info("cloud upstream state", "upstream", server, "up", up)
 		},
@@ -335,6 +340,7 @@ func (a *App) listen(ctx context.Context, cfg *config.Config) error {
 			DuplicateWindow: cfg.RADIUS.DuplicateWindow,
 			Logger:          a.log, // the server adds listener=kind itself
 			Registerer:      prometheus.WrapRegistererWith(prometheus.Labels{"listener": kind}, a.reg),
+			Heartbeats:      a.heartbeat,
 		})
 		if err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/mxedge/mxedge/edge/internal/notify"
@@ -42,9 +43,12 @@ func newSelfCheckSecret() []byte {
 	return b
 }
 
-// runWatchdog pings systemd's watchdog only after a Status-Server sent to
-// each auth listener came back: the ping proves that packets are read,
-// checked, answered and written, not merely that a goroutine is alive.
+// runWatchdog pings systemd's watchdog only when the daemon proves
+// progress: a Status-Server sent to each auth listener came back (packets
+// are read, checked, answered and written, not merely a goroutine alive),
+// and every loop that does the work and registered with a.beats (UDP
+// readers, the RadSec pool's loops) beat within its deadline or is idle
+// waiting for work.
 func (a *App) runWatchdog(ctx context.Context) {
 	iv, ok := notify.WatchdogInterval()
 	if !ok {
@@ -58,8 +62,8 @@ func (a *App) runWatchdog(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := a.selfCheck(iv / 4); err != nil {
-				a.log.Warn("self-check failed; withholding the watchdog ping", "err", err)
+			if err := a.watchdogCheck(iv / 4); err != nil {
+				a.log.Warn("withholding the watchdog ping", "err", err)
 				continue
 			}
 			p.Progress("udp-self-check")
@@ -68,6 +72,34 @@ func (a *App) runWatchdog(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// watchdogCheck is what a ping needs: every working loop well, every
+// listener answering.
+func (a *App) watchdogCheck(timeout time.Duration) error {
+	if stalled := a.beats.Stalled(); len(stalled) > 0 {
+		return fmt.Errorf("loops made no progress: %s", strings.Join(stalled, ", "))
+	}
+	return a.selfCheck(timeout)
+}
+
+// newBeats is the heartbeat registry when systemd runs a watchdog on us.
+func newBeats() *notify.Heartbeats {
+	if _, ok := notify.WatchdogInterval(); !ok {
+		return nil
+	}
+	return notify.NewHeartbeats(time.Now)
+}
+
+// heartbeat registers a working loop with a.beats. A busy loop must beat
+// within half the watchdog interval: well past any bounded wait of ours
+// (a dial, a write deadline, an fsync), and early enough that the ping
+// after it is withheld before systemd's deadline.
+// Without a watchdog a.beats is nil and so is the *Loop, which does
+// nothing.
+func (a *App) heartbeat(loop string) proxy.Heartbeat {
+	iv, _ := notify.WatchdogInterval()
+	return a.beats.Register(loop, iv/2)
 }
 
 // selfCheck sends one Status-Server to every auth listener and waits for

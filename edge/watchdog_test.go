@@ -5,6 +5,9 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -108,4 +111,37 @@ func TestSelfCheckSkipsOperatorSource(t *testing.T) {
 	if n := strings.Count(logs.String(), "self-check cannot reach"); n != 1 {
 		t.Fatalf("%d warnings, want 1:\n%s", n, logs.String())
 	}
+}
+
+// TestWatchdogNeedsEveryLoop: under a systemd watchdog the UDP readers
+// report to it, and a loop stuck busy past its deadline withholds the
+// ping until it beats, goes idle or ends.
+func TestWatchdogNeedsEveryLoop(t *testing.T) {
+	t.Setenv("NOTIFY_SOCKET", filepath.Join(t.TempDir(), "none")) // pings go nowhere
+	t.Setenv("WATCHDOG_USEC", "200000")
+	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
+	a, err := Start(context.Background(), Options{Config: testConfig(t), Version: "test", Stderr: &bytes.Buffer{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Shutdown(context.Background())
+	for a.beats.Len() < 2 { // a reader at least on each of auth and acct, once they start
+		time.Sleep(time.Millisecond)
+	}
+	if err := a.watchdogCheck(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	stuck := a.heartbeat("test stuck")
+	stuck.Beat()
+	for len(a.beats.Stalled()) == 0 { // its deadline is 100 ms of the real clock
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := a.watchdogCheck(5 * time.Second); err == nil || !strings.Contains(err.Error(), "test stuck") {
+		t.Fatalf("check with a stuck loop: %v", err)
+	}
+	stuck.Idle()
+	if err := a.watchdogCheck(5 * time.Second); err != nil {
+		t.Fatalf("check with the loop idle: %v", err)
+	}
+	stuck.Done()
 }

@@ -356,9 +356,12 @@ func (s *upstream) run() {
 
 func (s *upstream) dialLoop() {
 	c := s.c
+	hb := c.cfg.Heartbeats.Register("radsec dial " + s.addr)
+	defer hb.Done()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
+		hb.Beat()
 		select {
 		case <-c.closed:
 			return
@@ -377,6 +380,7 @@ func (s *upstream) dialLoop() {
 			timer.Reset(wait)
 			tc = timer.C
 		}
+		hb.Idle()
 		select {
 		case <-s.kickc:
 		case <-tc:

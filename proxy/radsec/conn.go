@@ -222,9 +222,13 @@ func (cn *conn) readLoop() {
 // readReplies hands each verified reply to its request until a read fails.
 func (cn *conn) readReplies() error {
 	s := cn.up
+	hb := s.c.cfg.Heartbeats.Register("radsec read " + s.addr)
+	defer hb.Done()
 	var p packet.Packet
 	for {
+		hb.Idle()
 		b, err := ReadPacket(cn.br, nil)
+		hb.Beat()
 		if err != nil {
 			return err
 		}
@@ -364,6 +368,8 @@ func (cn *conn) writeLoop() {
 
 func (cn *conn) writeRequests() {
 	c := cn.up.c
+	hb := c.cfg.Heartbeats.Register("radsec write " + cn.up.addr)
+	defer hb.Done()
 	tick := time.NewTicker(c.tick)
 	defer tick.Stop()
 	// Probe at once: the answer is what marks the server up.
@@ -372,6 +378,7 @@ func (cn *conn) writeRequests() {
 		return
 	}
 	for {
+		hb.Beat() // the tick wakes it at least every c.tick
 		select {
 		case bp := <-cn.wch:
 			if err := cn.writeBatch(bp); err != nil {
