@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mxedge/mxedge/cloudlink"
 	"github.com/mxedge/mxedge/edge/internal/notify"
 	"github.com/mxedge/mxedge/proxy"
 	"github.com/mxedge/mxedge/proxy/packet"
@@ -184,3 +185,14 @@ func selfCheckAddrFor(to netip.Addr) netip.Addr {
 	}
 	return selfCheckAddr
 }
+
+// syncerHeartbeat registers a cloudlink loop. A round is a few API calls,
+// each bounded by the client's timeout (30 s), longer than half the
+// watchdog interval: its deadline is five minutes, so a wedged syncer
+// costs a restart, a slow cloud does not.
+func (a *App) syncerHeartbeat(loop string) cloudlink.LoopHeartbeat {
+	iv, _ := notify.WatchdogInterval()
+	return a.beats.Register(loop, max(iv/2, syncerRoundLimit))
+}
+
+const syncerRoundLimit = 5 * time.Minute
