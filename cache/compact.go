@@ -21,8 +21,10 @@ type CompactResult struct {
 
 // Compact rewrites the store at path into a fresh, dense file when at least
 // minFree (0..1) of it is free pages, and reports what it did. bbolt files
-// never shrink, so after a mass purge or a large site shrinking, the daemon
-// calls this at startup, before Open. The old file is replaced by an atomic
+// never shrink, so after a mass purge or a large site shrinking, the caller
+// runs this before it opens the store, while nothing else has the file
+// open (the edge does it each time it opens its cache). The old file is
+// replaced by an atomic
 // rename only once the copy is complete and synced. On error the file is
 // as it was.
 func Compact(path string, minFree float64, lockTimeout time.Duration) (CompactResult, error) {

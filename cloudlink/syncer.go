@@ -80,6 +80,10 @@ type SyncerConfig struct {
 	Logger          *slog.Logger
 	Registerer      prometheus.Registerer
 	Now             func() time.Time
+	// Heartbeats registers each loop (config, cache, events, heartbeat)
+	// with the daemon's watchdog: a beat as each round starts, idle while
+	// it waits for the next. Nil: no watchdog.
+	Heartbeats func(loop string) LoopHeartbeat
 }
 
 // Syncer keeps the edge in step with the cloud in the background.
@@ -199,8 +203,14 @@ func (s *Syncer) Start(ctx context.Context) (stop func()) {
 // loop runs fn now, then after interval, or after a growing backoff while
 // it fails. kick runs it early.
 func (s *Syncer) loop(ctx context.Context, op string, interval func() time.Duration, kick <-chan struct{}, fn func(context.Context) error) {
+	var hb LoopHeartbeat = noHeartbeat{}
+	if s.cfg.Heartbeats != nil {
+		hb = s.cfg.Heartbeats("cloudlink " + op)
+	}
+	defer hb.Done()
 	fails := 0
 	for {
+		hb.Beat()
 		err := s.call(ctx, op, fn)
 		if ctx.Err() != nil {
 			return
@@ -221,6 +231,7 @@ func (s *Syncer) loop(ctx context.Context, op string, interval func() time.Durat
 			wait = interval()
 		}
 		t := time.NewTimer(wait)
+		hb.Idle()
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -231,6 +242,22 @@ func (s *Syncer) loop(ctx context.Context, op string, interval func() time.Durat
 		}
 	}
 }
+
+// LoopHeartbeat is how a loop reports to the daemon's watchdog (not to
+// be confused with the API's Heartbeat message) (edge's
+// heartbeat registry): Beat as a round starts, Idle before it waits, Done
+// when it ends. A round is bounded by the API client's timeout per call.
+type LoopHeartbeat interface {
+	Beat()
+	Idle()
+	Done()
+}
+
+type noHeartbeat struct{}
+
+func (noHeartbeat) Beat() {}
+func (noHeartbeat) Idle() {}
+func (noHeartbeat) Done() {}
 
 // call runs one round of a loop, turning a panic into an error: a bug,
 // or a cache file damaged in a way the store did not catch, must cost a

@@ -28,14 +28,15 @@ func startCloudLink(ctx context.Context, cfg *config.Config, store *cache.Store,
 // heartbeat's fields (the uplink mode) to each heartbeat, when set.
 func startCloudLinkWith(ctx context.Context, cfg *config.Config, store *cache.Store, log *slog.Logger, reg prometheus.Registerer,
 	onConfig func(*cloudlink.EdgeConfig), heartbeat func() map[string]string) (stop func(), status func() any, err error) {
-	stop, status, _, err = startCloudLinkSyncer(ctx, cfg, store, log, reg, onConfig, heartbeat)
+	stop, status, _, err = startCloudLinkSyncer(ctx, cfg, store, log, reg, onConfig, heartbeat, nil)
 	return stop, status, err
 }
 
 // startCloudLinkSyncer is startCloudLinkWith that also returns the syncer
-// (nil when the edge is not registered), for an early cache resync.
+// (nil when the edge is not registered), for an early cache resync; beats
+// registers its loops with the watchdog (nil: none).
 func startCloudLinkSyncer(ctx context.Context, cfg *config.Config, store *cache.Store, log *slog.Logger, reg prometheus.Registerer,
-	onConfig func(*cloudlink.EdgeConfig), heartbeat func() map[string]string) (stop func(), status func() any, syncer *cloudlink.Syncer, err error) {
+	onConfig func(*cloudlink.EdgeConfig), heartbeat func() map[string]string, beats func(string) cloudlink.LoopHeartbeat) (stop func(), status func() any, syncer *cloudlink.Syncer, err error) {
 	log = log.With("component", "cloudlink")
 	r, err := cloudlink.LoadRegistration(cfg.StateDir)
 	if errors.Is(err, cloudlink.ErrNotRegistered) {
@@ -71,6 +72,7 @@ func startCloudLinkSyncer(ctx context.Context, cfg *config.Config, store *cache.
 		HeartbeatStatus: heartbeat,
 		Logger:          log,
 		Registerer:      reg,
+		Heartbeats:      beats,
 	})
 	if err != nil {
 		return nil, nil, nil, err

@@ -338,7 +338,7 @@ func (a *App) stopApplies() {
 // startCloud starts the cloud link with pushed configs applied to a; its
 // stop also waits for an apply in flight.
 func (a *App) startCloud(ctx context.Context, cfg *config.Config, store *cache.Store) (stop func(), status func() any, err error) {
-	stopLink, status, syncer, err := startCloudLinkSyncer(ctx, cfg, store, a.log, a.reg, a.onCloudConfig, a.heartbeatStatus)
+	stopLink, status, syncer, err := startCloudLinkSyncer(ctx, cfg, store, a.log, a.reg, a.onCloudConfig, a.heartbeatStatus, a.syncerHeartbeat)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"reflect"
@@ -61,9 +62,13 @@ type App struct {
 	metrics     net.Listener
 	// selfSecret authenticates the watchdog's self-check (see watchdog.go).
 	selfSecret []byte
-	reloads    *prometheus.CounterVec
-	reloadOK   prometheus.Gauge
-	local      *localNAC // nil unless survivability built it (local.go)
+	// beats are the working loops' heartbeats (watchdog.go); nil without
+	// a systemd watchdog.
+	beats     *notify.Heartbeats
+	unchecked sync.Map // netip.AddrPort → true: listeners the self-check could not reach, logged once
+	reloads   *prometheus.CounterVec
+	reloadOK  prometheus.Gauge
+	local     *localNAC // nil unless survivability built it (local.go)
 	// link is the cloud link (cloud.go), which a registration made while
 	// the daemon runs starts (register.go).
 	link link
@@ -119,6 +124,7 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 		opts.Stderr = os.Stderr
 	}
 	a := &App{opts: opts, log: newLogger(opts.Stderr, cfg.Log), reg: newRegistry(), selfSecret: newSelfCheckSecret()}
+	a.beats = newBeats()        // before the loops that report to it start
 	cfg = a.startWithCloud(cfg) // cloudconfig.go: the persisted cloud config fills what the file leaves out
 	a.cfg.Store(cfg)
 	a.restart.started = cfg
@@ -236,15 +242,17 @@ func (a *App) registerMetrics() {
 // config's warnings already name every client that opted out of
 // Message-Authenticator; Start logs them.
 func buildClients(cfg *config.Config, selfSecret []byte) (*proxy.ClientTable, error) {
-	cs := make([]*proxy.Client, 0, len(cfg.RADIUS.Clients)+1)
-	self := selfCheckClient(selfSecret)
-	for _, c := range cfg.RADIUS.Clients {
-		if c.Address == self.Prefix {
-			self = nil // the operator uses this address; skip the self-check client
+	cs := make([]*proxy.Client, 0, len(cfg.RADIUS.Clients)+2)
+	for _, at := range []netip.Addr{selfCheckAddr, selfCheckAddr6} {
+		self := selfCheckClientAt(at, selfSecret)
+		for _, c := range cfg.RADIUS.Clients {
+			if c.Address == self.Prefix {
+				self = nil // the operator uses this address; skip the self-check client
+			}
 		}
-	}
-	if self != nil {
-		cs = append(cs, self)
+		if self != nil {
+			cs = append(cs, self)
+		}
 	}
 	for _, c := range cfg.RADIUS.Clients {
 		cs = append(cs, &proxy.Client{
@@ -274,6 +282,7 @@ func (a *App) newCloudPool(rs config.CloudRadSec) (*radsec.Client, error) {
 		IdleTimeout:    rs.IdleTimeout,
 		Logger:         a.log.With("component", "cloud-radsec"),
 		Registerer:     a.reg,
+		Heartbeats:     a.heartbeat,
 		OnStateChange: func(server string, up bool) {
 			a.log.Info("cloud upstream state", "upstream", server, "up", up)
 		},
@@ -342,6 +351,7 @@ func (a *App) listen(ctx context.Context, cfg *config.Config) error {
 			DuplicateWindow: cfg.RADIUS.DuplicateWindow,
 			Logger:          a.log, // the server adds listener=kind itself
 			Registerer:      prometheus.WrapRegistererWith(prometheus.Labels{"listener": kind}, a.reg),
+			Heartbeats:      a.heartbeat,
 		})
 		if err != nil {
 			return err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -65,14 +66,17 @@ type learner struct {
 	// fails, to a few per interval with the count of the rest.
 	warn   *ratelog.Limiter
 	failed prometheus.Counter
+	panics prometheus.Counter
 
 	rmu    sync.Mutex
 	recent map[string]recentLearn // learned lately, by cache key
 }
 
-func newLearner(store *cache.Store, log *slog.Logger, reg prometheus.Registerer, now func() time.Time) *learner {
+// newLearner starts the writer; panics is its child of
+// mxedge_panics_total.
+func newLearner(store *cache.Store, log *slog.Logger, reg prometheus.Registerer, panics prometheus.Counter, now func() time.Time) *learner {
 	l := &learner{
-		store: store, log: log, now: now,
+		store: store, log: log, now: now, panics: panics,
 		warn:   ratelog.New(log, 10*time.Second, 5, now),
 		q:      make(chan cache.Entry, learnQueue),
 		done:   make(chan struct{}),
@@ -101,14 +105,39 @@ func newLearner(store *cache.Store, log *slog.Logger, reg prometheus.Registerer,
 // learnBatch bounds the entries written in one transaction.
 const learnBatch = 256
 
+// run writes what is offered until stop. A panic costs the batch being
+// written (forgotten, so the next accept offers it again) and the loop
+// goes on with the queue.
 func (l *learner) run() {
 	defer close(l.done)
 	defer l.warn.Close()
 	batch := make([]cache.Entry, 0, learnBatch)
+	for l.recovered(&batch) {
+	}
+}
+
+// recovered runs write and reports whether it panicked.
+func (l *learner) recovered(batch *[]cache.Entry) (panicked bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			panicked = true
+			l.forget(*batch)
+			l.panics.Inc()
+			l.log.Error("learner panicked; its batch is dropped and it restarts", "panic", fmt.Sprint(r),
+				"entries", len(*batch), "stack", string(debug.Stack()))
+		}
+	}()
+	l.write(batch)
+	return false
+}
+
+// write takes offers off the queue in batches until it is closed.
+func (l *learner) write(bp *[]cache.Entry) {
 	for e := range l.q {
 		l.warn.Flush() // counts of lines held back in an interval now over
 		// Whatever queued up behind e goes in the same transaction.
-		batch = append(batch[:0], e)
+		*bp = append((*bp)[:0], e)
+		batch := *bp
 	more:
 		for len(batch) < learnBatch {
 			select {
@@ -117,6 +146,7 @@ func (l *learner) run() {
 					break more
 				}
 				batch = append(batch, e)
+				*bp = batch
 			default:
 				break more
 			}
@@ -222,7 +252,7 @@ func (a *App) startLearning(cfg *config.Config, store *cache.Store) func(*proxy.
 	if !cfg.Cloud.LearnFromAccepts || store == nil {
 		return nil
 	}
-	l := newLearner(store, a.log.With("component", "learn"), a.reg, time.Now)
+	l := newLearner(store, a.log.With("component", "learn"), a.reg, a.panics.WithLabelValues("learner"), time.Now)
 	if len(cfg.Cloud.CachingSiteIDs) > 0 {
 		l.sites = map[string]bool{}
 		for _, s := range cfg.Cloud.CachingSiteIDs {

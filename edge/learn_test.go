@@ -246,3 +246,23 @@ func FuzzLearnedEntry(f *testing.F) {
 
 // serviceTypeCallCheck is Service-Type Call-Check (RFC 2865 §5.6).
 const serviceTypeCallCheck = 10
+
+// TestLearnerSurvivesPanic: a panic while writing a batch (here a store
+// that is not there) is counted, the batch forgotten so the next accept
+// offers it again, and the learner goes on with the queue.
+func TestLearnerSurvivesPanic(t *testing.T) {
+	panics := prometheus.NewCounter(prometheus.CounterOpts{Name: "p", Help: "p"})
+	l := newLearner(nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), panics, time.Now)
+	e := cache.Entry{MAC: "020000000001", AuthType: cache.AuthMAB}
+	for want := 1.0; want <= 2; want++ {
+		l.offer(e) // offered again: the panicking batch was forgotten
+		deadline := time.Now().Add(10 * time.Second)
+		for testutil.ToFloat64(panics) < want {
+			if time.Now().After(deadline) {
+				t.Fatalf("panics = %v, want %v", testutil.ToFloat64(panics), want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	l.stop() // the loop is still there to drain and return
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/mxedge/mxedge/edge/internal/libcrypto"
 	"github.com/mxedge/mxedge/edge/nac"
 	"github.com/mxedge/mxedge/edge/nac/eaptls"
+	"github.com/mxedge/mxedge/proxy"
 )
 
 // cacheFile is the client cache's name under state_dir.
@@ -88,7 +89,7 @@ func openCache(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, 
 // bundle and CRLs that client certificates are checked against, the
 // server certificate for local EAP-TLS, and the default VLANs. The caller
 // owns the result and Closes it on shutdown (it flushes queued NAC events).
-func newLocal(cfg *config.Config, store nac.Store, log *slog.Logger, reg prometheus.Registerer, onDecision ...func(cache.Event, []cache.Field)) (*nac.Authenticator, error) {
+func newLocal(cfg *config.Config, store nac.Store, log *slog.Logger, reg prometheus.Registerer, hb proxy.Heartbeats, onDecision ...func(cache.Event, []cache.Field)) (*nac.Authenticator, error) {
 	s := cfg.Survivability
 	caPEM, err := os.ReadFile(s.OrgCA)
 	if err != nil {
@@ -137,6 +138,7 @@ func newLocal(cfg *config.Config, store nac.Store, log *slog.Logger, reg prometh
 		Logger:           log.With("component", "nac"),
 		Registerer:       reg,
 		OnDecision:       firstHook(onDecision),
+		Heartbeats:       hb,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("survivability: %w", err)
@@ -206,7 +208,7 @@ func (a *App) startLocal(cfg *config.Config) error {
 			"path", filepath.Join(cfg.StateDir, cacheFile), "err", err)
 		return nil // the router sends everything to the cloud without a local NAC
 	}
-	n, err := newLocal(cfg, store, a.log, a.reg, a.console.nacDecision)
+	n, err := newLocal(cfg, store, a.log, a.reg, a.heartbeat, a.console.nacDecision)
 	if err != nil {
 		if s.Mode == "local" {
 			store.Close()
@@ -252,7 +254,7 @@ func (a *App) reloadLocal(cfg *config.Config) {
 		a.log.Info("local NAC off")
 		return
 	}
-	n, err := newLocal(cfg, a.local.store, a.log, a.reg, a.console.nacDecision)
+	n, err := newLocal(cfg, a.local.store, a.log, a.reg, a.heartbeat, a.console.nacDecision)
 	if err != nil {
 		if a.local.nac != nil || !a.local.waitCerts(a.log, err) {
 			a.log.Error("local NAC not rebuilt; keeping the running one", "err", err)

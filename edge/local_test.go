@@ -67,7 +67,7 @@ func TestNewLocal(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer store.Close()
-			n, err := newLocal(cfg, store, log, prometheus.NewRegistry())
+			n, err := newLocal(cfg, store, log, prometheus.NewRegistry(), nil)
 			if c.wantErr == "" {
 				if err != nil {
 					t.Fatal(err)

@@ -31,9 +31,10 @@ func (c *Client) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("name", c.Name), slog.String("prefix", c.Prefix.String()))
 }
 
-// Request is one checked request from a client. Raw and Packet alias a
-// buffer owned by the server for the duration of the handler call; a
-// handler that keeps them longer must copy.
+// Request is one checked request from a client. Packet (its Raw bytes and
+// every attribute value) aliases a buffer owned by the server for the
+// duration of the handler call; a handler that keeps any of it longer must
+// copy.
 type Request struct {
 	Packet   *packet.Packet
 	Client   *Client

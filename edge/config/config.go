@@ -364,7 +364,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	v.SetConfigType("yaml")
 	v.AllowEmptyEnv(true) // MXEDGE_METRICS_LISTEN= must be able to disable metrics
 	env := map[string]string{}
-	for _, key := range envKeys("", reflect.TypeFor[Config]()) {
+	for _, key := range envKeys() {
 		name := EnvName(key)
 		if err := v.BindEnv(key, name); err != nil {
 			return nil, err
@@ -450,26 +450,10 @@ func EnvName(key string) string {
 	return "MXEDGE_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
 }
 
-// envKeys lists the keys that can be overridden: those outside lists whose
-// values are scalars or lists of strings.
-func envKeys(prefix string, t reflect.Type) []string {
-	var keys []string
-	for _, f := range reflect.VisibleFields(t) {
-		name := f.Tag.Get("yaml")
-		if name == "" || !f.IsExported() {
-			continue
-		}
-		key := join(prefix, name)
-		switch {
-		case f.Type.Kind() == reflect.Struct && !isScalar(f.Type):
-			keys = append(keys, envKeys(key, f.Type)...)
-		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
-			// lists of objects: no override
-		default:
-			keys = append(keys, key)
-		}
-	}
-	return keys
+// envKeys lists the keys that can be overridden: every key of Keys but
+// those of list entries (lists of objects have no override).
+func envKeys() []string {
+	return slices.DeleteFunc(Keys(), func(k string) bool { return strings.Contains(k, "[]") })
 }
 
 // yamlReason makes a parser error one line without viper's wrapping.

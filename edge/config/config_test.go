@@ -262,7 +262,7 @@ func TestExample(t *testing.T) {
 	}
 	have := map[string]bool{}
 	exampleKeys(have, "", v.AllSettings())
-	keys := typeKeys("", reflect.TypeFor[Config]())
+	keys := Keys() // the function the daemon uses, not a copy of it
 	refused := Refused()
 	for _, key := range keys {
 		if _, ok := refused[key]; ok {
@@ -285,26 +285,6 @@ func TestExample(t *testing.T) {
 // commentedYAML matches a commented-out line of YAML: "  # - name: x",
 // "  #   key: v", "  #     - {address: …}".
 var commentedYAML = regexp.MustCompile(`(?m)^(\s*)# (\s*(?:- )?(?:\{|[a-z0-9_]+:(?: |$)).*)$`)
-
-func typeKeys(prefix string, t reflect.Type) []string {
-	var keys []string
-	for _, f := range reflect.VisibleFields(t) {
-		name := f.Tag.Get("yaml")
-		if name == "" || !f.IsExported() {
-			continue
-		}
-		key := join(prefix, name)
-		switch {
-		case f.Type.Kind() == reflect.Struct && !isScalar(f.Type):
-			keys = append(keys, typeKeys(key, f.Type)...)
-		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
-			keys = append(keys, typeKeys(key+"[]", f.Type.Elem())...)
-		default:
-			keys = append(keys, key)
-		}
-	}
-	return keys
-}
 
 func exampleKeys(have map[string]bool, key string, v any) {
 	switch x := v.(type) {
@@ -507,6 +487,22 @@ func TestMetricsConsole(t *testing.T) {
 		warned := slices.ContainsFunc(c.Warnings(), func(w string) bool { return strings.Contains(w, "metrics.https") })
 		if warned != tt.warn {
 			t.Errorf("%q: warnings %q, want a metrics.https warning: %v", tt.yaml, c.Warnings(), tt.warn)
+		}
+	}
+}
+
+// envKeys is Keys without the keys of list entries, which no variable
+// overrides.
+func TestEnvKeys(t *testing.T) {
+	env := envKeys()
+	for _, k := range []string{"log.level", "radius.auth_listen", "state_dir"} {
+		if !slices.Contains(env, k) {
+			t.Errorf("%s missing from envKeys", k)
+		}
+	}
+	for _, k := range Keys() {
+		if strings.Contains(k, "[]") == slices.Contains(env, k) {
+			t.Errorf("%s: in envKeys = %v", k, slices.Contains(env, k))
 		}
 	}
 }

@@ -74,7 +74,7 @@ var otherEnv = []string{
 // and a stray variable must not stop a restart.
 func unknownEnv(p *problems, environ []string) {
 	known := map[string]bool{}
-	for _, key := range envKeys("", reflect.TypeFor[Config]()) {
+	for _, key := range envKeys() {
 		known[EnvName(key)] = true
 	}
 	for _, kv := range environ {

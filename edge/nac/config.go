@@ -11,6 +11,7 @@ import (
 
 	"github.com/mxedge/mxedge/cache"
 	"github.com/mxedge/mxedge/edge/nac/eaptls"
+	"github.com/mxedge/mxedge/proxy"
 )
 
 // Store is the subset of the client cache the authenticator needs:
@@ -68,6 +69,10 @@ type Config struct {
 	// runs on the decision's goroutine, must be quick, and must not keep
 	// fields, which the caller reuses.
 	OnDecision func(ev cache.Event, fields []cache.Field)
+	// Heartbeats registers the event writer with the watchdog: idle
+	// while the queue is empty, a beat per batch written, so a commit
+	// stuck on the disk shows. Nil: no watchdog.
+	Heartbeats proxy.Heartbeats
 
 	// BatchedEvents answers a decision without waiting for its NAC events
 	// to be committed: the writer lingers EventLinger for more events to

@@ -266,10 +266,18 @@ const maxEventBatch = 4096
 const EventLinger = 20 * time.Millisecond
 
 func (a *Authenticator) writeEvents() {
+	hb := a.cfg.Heartbeats.Register("nac event writer")
+	defer hb.Done()
 	batch := make([]queued, 0, maxEventBatch)
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
-	for q := range a.events {
+	for {
+		hb.Idle()
+		q, ok := <-a.events
+		if !ok {
+			return
+		}
+		hb.Beat()
 		batch = append(batch[:0], q)
 		if a.batch == nil {
 			a.store(batch)

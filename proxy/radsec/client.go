@@ -340,12 +340,28 @@ func (s *upstream) needConnLocked() bool {
 
 // run owns dialing for one server, so that however many requests find no
 // connection there is at most one dial at a time and the backoff holds.
+// A panic in it is counted and the loop restarted after the backoff of a
+// failed dial.
 func (s *upstream) run() {
 	c := s.c
 	defer c.wg.Done()
+	for recovered(c.metrics.panics, c.log, goDial, s.dialLoop) {
+		s.mu.Lock()
+		s.fails++
+		s.nextDial = time.Now().Add(backoff(s.fails, c.cfg.ReconnectMax, rand.Int64N))
+		s.dialStart, s.dialCancel = time.Time{}, nil
+		s.mu.Unlock()
+	}
+}
+
+func (s *upstream) dialLoop() {
+	c := s.c
+	hb := c.cfg.Heartbeats.Register("radsec dial " + s.addr)
+	defer hb.Done()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
+		hb.Beat()
 		select {
 		case <-c.closed:
 			return
@@ -364,6 +380,7 @@ func (s *upstream) run() {
 			timer.Reset(wait)
 			tc = timer.C
 		}
+		hb.Idle()
 		select {
 		case <-s.kickc:
 		case <-tc:

@@ -2,13 +2,16 @@ package radsec
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/mxedge/mxedge/proxy"
@@ -249,102 +252,120 @@ func TestAllDown(t *testing.T) {
 	}
 }
 
+// TestTimeout runs in a synctest bubble: the 5 s timeout passes on the
+// fake clock, in no real time.
 func TestTimeout(t *testing.T) {
-	h := proxy.HandlerFunc(func(context.Context, *proxy.Request) ([]byte, proxy.Outcome) {
-		return nil, proxy.OutcomeDropped
-	})
-	srv := startServer(t, "", h, nil)
-	c, _ := newClient(t, []string{srv.addr}, func(cfg *Config) { cfg.Timeout = 50 * time.Millisecond })
-	_, err := c.Exchange(context.Background(), accessRequest(t, 3, "erin"))
-	if !errors.Is(err, ErrTimeout) {
-		t.Fatalf("err = %v, want ErrTimeout", err)
-	}
-	if got := value(c.ups[0].m.timeout); got != 1 {
-		t.Fatalf("timeout = %v", got)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := c.Exchange(ctx, accessRequest(t, 3, "erin")); !errors.Is(err, context.Canceled) {
-		t.Fatalf("cancelled: %v", err)
-	}
-	// The timed-out identifier is free again and the connection healthy.
-	waitFor(t, "slots freed", func() bool {
+	inBubble(t, func(t *testing.T) {
+		h := proxy.HandlerFunc(func(context.Context, *proxy.Request) ([]byte, proxy.Outcome) {
+			return nil, proxy.OutcomeDropped
+		})
+		_, c, stop := bubblePair(t, h, nil, func(cfg *Config) { cfg.Timeout = 5 * time.Second })
+		defer stop()
+		start := time.Now()
+		_, err := c.Exchange(context.Background(), accessRequest(t, 3, "erin"))
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("err = %v, want ErrTimeout", err)
+		}
+		if took := time.Since(start); took < 5*time.Second || took > 6*time.Second {
+			t.Fatalf("timed out after %v, want 5 s (plus a sweep tick)", took)
+		}
+		if got := value(c.ups[0].m.timeout); got != 1 {
+			t.Fatalf("timeout = %v", got)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := c.Exchange(ctx, accessRequest(t, 3, "erin")); !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled: %v", err)
+		}
+		// The timed-out identifier comes back after its quarantine, which
+		// starts when the sweep finds the slot expired.
+		time.Sleep(2 * quarantineFactor * 5 * time.Second)
+		synctest.Wait()
 		for _, cn := range *c.ups[0].conns.Load() {
-			if cn.inflight.Load() != 0 {
-				return false
+			if n := cn.inflight.Load() + cn.held.Load(); n != 0 {
+				t.Fatalf("%d identifiers still taken", n)
 			}
 		}
-		return true
+		if !c.Up(pipeAddr{}.String()) {
+			t.Fatal("a timeout marked the server down")
+		}
 	})
-	if !c.Up(srv.addr) {
-		t.Fatal("a timeout marked the server down")
-	}
 }
 
+// TestStatusServerKeepalive: an idle connection is probed every
+// StatusInterval (10 s on the bubble's fake clock) and stays up.
 func TestStatusServerKeepalive(t *testing.T) {
-	srv := startServer(t, "", echo("A"), nil)
-	c, _ := newClient(t, []string{srv.addr}, func(cfg *Config) {
-		cfg.StatusInterval = 10 * time.Millisecond
-		cfg.Timeout = time.Second
+	inBubble(t, func(t *testing.T) {
+		srv, c, stop := bubblePair(t, echo("A"), nil, func(cfg *Config) {
+			cfg.StatusInterval = 10 * time.Second
+			cfg.Timeout = 5 * time.Second
+		})
+		defer stop()
+		time.Sleep(35 * time.Second) // one probe on connect, then at 10, 20 and 30 s
+		synctest.Wait()
+		if got := value(srv.m.status); got != 4 {
+			t.Fatalf("%v Status-Server probes answered, want 4", got)
+		}
+		if got := value(c.ups[0].m.reconnects); got != 0 {
+			t.Fatalf("reconnects = %v: a watchdog probe failed", got)
+		}
+		if !c.Up(pipeAddr{}.String()) {
+			t.Fatal("not up")
+		}
 	})
-	waitFor(t, "three Status-Server probes answered", func() bool { return value(srv.m.status) >= 3 })
-	if got := value(c.ups[0].m.reconnects); got != 0 {
-		t.Fatalf("reconnects = %v: a watchdog probe failed", got)
-	}
-	if !c.Up(srv.addr) {
-		t.Fatal("not up")
-	}
 }
 
 // TestWatchdog uses an upstream that completes TLS but never answers: the
-// Status-Server watchdog must declare the connection dead.
+// Status-Server watchdog must declare the connection dead, Timeout (5 s on
+// the bubble's fake clock) after the probe sent on connect.
 func TestWatchdog(t *testing.T) {
-	p := mustPKI(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tln := tlsListener(ln, p)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	inBubble(t, func(t *testing.T) {
+		ln := newPipeListener()
+		stls, ctls := bubbleTLS(t, mustPKI(t))
+		tln := tls.NewListener(ln, stls)
 		var conns []net.Conn
-		defer func() {
-			for _, c := range conns {
-				c.Close()
+		accepted := make(chan struct{})
+		go func() {
+			defer close(accepted)
+			for {
+				nc, err := tln.Accept()
+				if err != nil {
+					return
+				}
+				// Answer nothing; read and drop, as a kernel's buffer would
+				// take what is written (a pipe has none).
+				conns = append(conns, nc)
+				go io.Copy(io.Discard, nc)
 			}
 		}()
-		for {
-			nc, err := tln.Accept()
-			if err != nil {
-				return
-			}
-			conns = append(conns, nc) // read nothing, answer nothing
-			go nc.(interface{ Handshake() error }).Handshake()
+		events := make(chan stateEvent, 100)
+		c, err := New(Config{
+			Servers: []string{pipeAddr{}.String()}, TLS: ctls, Dial: ln.dial,
+			StatusInterval: 10 * time.Second, Timeout: 5 * time.Second,
+			OnStateChange: func(s string, up bool) { events <- stateEvent{s, up} },
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}()
-	events := make(chan stateEvent, 100)
-	c, _ := newClient(t, []string{ln.Addr().String()}, func(cfg *Config) {
-		cfg.StatusInterval = 10 * time.Millisecond
-		cfg.Timeout = 50 * time.Millisecond
-		cfg.OnStateChange = func(s string, up bool) { events <- stateEvent{s, up} }
-	})
-	// The TLS connection works but the Status-Server sent on connect is
-	// never answered: the server must never be reported up.
-	select {
-	case e := <-events:
-		if e.up {
+		start := time.Now()
+		// The TLS connection works but the Status-Server sent on connect
+		// is never answered: the server must never be reported up.
+		if e := <-events; e.up {
 			t.Fatalf("event %+v, want down", e)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no state change")
-	}
-	waitFor(t, "a redial", func() bool { return value(c.ups[0].m.reconnects) >= 1 })
-	if c.Healthy() {
-		t.Fatal("healthy without an answer")
-	}
+		if took := time.Since(start); took < 5*time.Second || took > 6*time.Second {
+			t.Fatalf("declared down after %v, want the 5 s timeout", took)
+		}
+		if c.Healthy() {
+			t.Fatal("healthy without an answer")
+		}
+		c.Close()
+		ln.Close()
+		<-accepted
+		for _, nc := range conns {
+			nc.Close()
+		}
+	})
 }
 
 func TestBackoff(t *testing.T) {
@@ -414,21 +435,32 @@ var _ = packet.MaxLen
 // TestClientIdleTimeout: our own idle close leaves the server up and the
 // next request dials on demand.
 func TestClientIdleTimeout(t *testing.T) {
-	srv := startServer(t, "", echo("A"), nil)
-	c, _ := newClient(t, []string{srv.addr}, func(cfg *Config) {
-		cfg.IdleTimeout = 20 * time.Millisecond
-		cfg.StatusInterval = time.Hour
+	inBubble(t, func(t *testing.T) {
+		_, c, stop := bubblePair(t, echo("A"), nil, func(cfg *Config) {
+			cfg.IdleTimeout = 20 * time.Second
+			cfg.StatusInterval = time.Hour
+		})
+		defer stop()
+		if _, err := c.Exchange(context.Background(), accessRequest(t, 1, "l")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(19 * time.Second)
+		synctest.Wait()
+		if got := value(c.ups[0].m.conns); got != 1 {
+			t.Fatalf("closed before the idle timeout: %v connections", got)
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if got := value(c.ups[0].m.conns); got != 0 {
+			t.Fatalf("%v connections after the idle timeout", got)
+		}
+		if !c.Up(pipeAddr{}.String()) {
+			t.Fatal("idle close marked the server down")
+		}
+		if _, err := c.Exchange(context.Background(), accessRequest(t, 1, "l")); err != nil {
+			t.Fatal(err)
+		}
 	})
-	if _, err := c.Exchange(context.Background(), accessRequest(t, 1, "l")); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "idle connection closed", func() bool { return value(c.ups[0].m.conns) == 0 })
-	if !c.Up(srv.addr) {
-		t.Fatal("idle close marked the server down")
-	}
-	if _, err := c.Exchange(context.Background(), accessRequest(t, 1, "l")); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // flakyConn fails writes on demand.

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mxedge/mxedge/proxy"
 )
 
 // Defaults for Config and ServerConfig.
@@ -55,6 +57,12 @@ type Config struct {
 	// Dial opens the TCP connection; nil uses net.Dialer. TLS is layered on
 	// top by the client.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Heartbeats registers the pool's loops with the watchdog: each
+	// server's dial loop (idle while it has nothing to dial; a dial is
+	// bounded by DialTimeout) and each connection's reader (idle while
+	// blocked in a read) and writer (beats on every write and tick).
+	// Nil: no watchdog.
+	Heartbeats proxy.Heartbeats
 }
 
 func (c *Config) setDefaults() error {

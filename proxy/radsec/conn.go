@@ -182,22 +182,60 @@ func (cn *conn) fail(err error) {
 	})
 }
 
+// readLoop reads replies until the connection fails, then moves what was
+// in flight and tells the upstream, which redials. A panic while reading
+// fails the connection the same way.
 func (cn *conn) readLoop() {
 	s := cn.up
 	c := s.c
 	defer c.wg.Done()
-	var p packet.Packet
 	var err error
+	if recovered(c.metrics.panics, c.log, goRead, func() { err = cn.readReplies() }) {
+		err = errPanic
+	}
+	cn.fail(err)
+	cn.mu.Lock()
+	cn.dead = true
+	moved := cn.slots
+	cn.slots = [256]*call{}
+	cn.inflight.Store(0)
+	cn.heldUntil = [256]int64{}
+	cn.held.Store(0)
+	cn.mu.Unlock()
+	cause := cn.cause
+	switch {
+	case cause == ErrClosed:
+	case errors.Is(cause, io.EOF):
+		c.log.Debug("radsec upstream closed connection", "upstream", s.addr)
+	default:
+		c.log.Info("radsec connection lost", "upstream", s.addr, "err", cause)
+	}
+	s.gone(cn, cause)
+	for _, cl := range moved {
+		if cl != nil {
+			cl.reply, cl.err = nil, errMoved
+			cl.done <- struct{}{}
+		}
+	}
+}
+
+// readReplies hands each verified reply to its request until a read fails.
+func (cn *conn) readReplies() error {
+	s := cn.up
+	hb := s.c.cfg.Heartbeats.Register("radsec read " + s.addr)
+	defer hb.Done()
+	var p packet.Packet
 	for {
-		var b []byte
-		b, err = ReadPacket(cn.br, nil)
+		hb.Idle()
+		b, err := ReadPacket(cn.br, nil)
+		hb.Beat()
 		if err != nil {
-			break
+			return err
 		}
 		now := time.Now()
 		cn.lastRead.Store(now.UnixNano())
-		if err = p.Parse(b); err != nil {
-			break
+		if err := p.Parse(b); err != nil {
+			return err
 		}
 		if p.ID == statusID {
 			cn.statusReply(&p)
@@ -240,30 +278,6 @@ func (cn *conn) readLoop() {
 		cl.done <- struct{}{}
 		if wake {
 			s.notify()
-		}
-	}
-	cn.fail(err)
-	cn.mu.Lock()
-	cn.dead = true
-	moved := cn.slots
-	cn.slots = [256]*call{}
-	cn.inflight.Store(0)
-	cn.heldUntil = [256]int64{}
-	cn.held.Store(0)
-	cn.mu.Unlock()
-	cause := cn.cause
-	switch {
-	case cause == ErrClosed:
-	case errors.Is(cause, io.EOF):
-		c.log.Debug("radsec upstream closed connection", "upstream", s.addr)
-	default:
-		c.log.Info("radsec connection lost", "upstream", s.addr, "err", cause)
-	}
-	s.gone(cn, cause)
-	for _, cl := range moved {
-		if cl != nil {
-			cl.reply, cl.err = nil, errMoved
-			cl.done <- struct{}{}
 		}
 	}
 }
@@ -341,9 +355,21 @@ func (cn *conn) drop(reason string, id uint8, err error) {
 	}
 }
 
+// writeLoop writes queued requests and runs the sweep until the
+// connection fails; a panic in it fails the connection, and the reader
+// then moves what was in flight.
 func (cn *conn) writeLoop() {
 	c := cn.up.c
 	defer c.wg.Done()
+	if recovered(c.metrics.panics, c.log, goWrite, cn.writeRequests) {
+		cn.fail(errPanic)
+	}
+}
+
+func (cn *conn) writeRequests() {
+	c := cn.up.c
+	hb := c.cfg.Heartbeats.Register("radsec write " + cn.up.addr)
+	defer hb.Done()
 	tick := time.NewTicker(c.tick)
 	defer tick.Stop()
 	// Probe at once: the answer is what marks the server up.
@@ -352,6 +378,7 @@ func (cn *conn) writeLoop() {
 		return
 	}
 	for {
+		hb.Beat() // the tick wakes it at least every c.tick
 		select {
 		case bp := <-cn.wch:
 			if err := cn.writeBatch(bp); err != nil {

@@ -15,6 +15,7 @@ type clientMetrics struct {
 	conns      *prometheus.GaugeVec
 	reconnects *prometheus.CounterVec
 	dropped    *prometheus.CounterVec
+	panics     *prometheus.CounterVec // mxedge_panics_total{component="radsec_client"}
 }
 
 func newClientMetrics(reg prometheus.Registerer) *clientMetrics {
@@ -54,6 +55,7 @@ func newClientMetrics(reg prometheus.Registerer) *clientMetrics {
 		m.reconnects = reuse(reg, m.reconnects)
 		m.dropped = reuse(reg, m.dropped)
 	}
+	m.panics = newPanics(reg, "radsec_client", goRead, goWrite, goDial)
 	return m
 }
 

@@ -287,10 +287,17 @@ func addrPort(a net.Addr) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
+// serveConn handshakes, identifies the peer and serves the connection. A
+// panic anywhere in it (the Identify hook included) costs that connection
+// only: it is counted and the connection closed.
 func (s *Server) serveConn(nc net.Conn, src netip.Addr) {
 	defer s.wg.Done()
 	defer s.release(src)
 	defer nc.Close()
+	recovered(s.m.goPanics, s.log, goConn, func() { s.serveTLS(nc) })
+}
+
+func (s *Server) serveTLS(nc net.Conn) {
 	tc, ok := nc.(*tls.Conn)
 	if !ok {
 		s.m.drops.WithLabelValues("not_tls").Inc()
@@ -365,8 +372,17 @@ func (s *Server) serveConn(nc net.Conn, src netip.Addr) {
 		"tls", tls.VersionName(st.Version))
 
 	wdone := make(chan struct{})
-	go func() { sc.writeLoop(); close(wdone) }()
-	graceful := sc.readLoop()
+	go func() {
+		defer close(wdone)
+		if recovered(s.m.goPanics, s.log, goWrite, sc.writeLoop) {
+			// Handlers queue with the context, so none waits on the
+			// writer that is gone; the reader then stops.
+			sc.cancel()
+			sc.nc.Close()
+		}
+	}()
+	graceful := false // and so after a panic
+	recovered(s.m.goPanics, s.log, goRead, func() { graceful = sc.readLoop() })
 	if !graceful {
 		cancelConn()
 	}

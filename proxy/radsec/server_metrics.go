@@ -21,6 +21,7 @@ type serverMetrics struct {
 	requests *prometheus.CounterVec
 	drops    *prometheus.CounterVec
 	panics   prometheus.Counter
+	goPanics *prometheus.CounterVec // mxedge_panics_total{component="radsec_server"}
 	status   prometheus.Counter
 }
 
@@ -58,5 +59,6 @@ func newServerMetrics(reg prometheus.Registerer) *serverMetrics {
 	if reg != nil {
 		reg.MustRegister(m.conns, m.accepted, m.requests, m.drops, m.panics, m.status)
 	}
+	m.goPanics = newPanics(reg, "radsec_server", goConn, goRead, goWrite)
 	return m
 }

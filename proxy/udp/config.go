@@ -82,6 +82,9 @@ type Config struct {
 	// answers.
 	Readers int
 	Now     func() time.Time
+	// Heartbeats registers each reader with the watchdog: it idles while
+	// blocked in a read and beats once per datagram. Nil: no watchdog.
+	Heartbeats proxy.Heartbeats
 }
 
 func (c *Config) validate() error {

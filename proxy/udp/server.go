@@ -253,11 +253,15 @@ type Inliner interface {
 
 // read is one reader of sk; Serve runs Config.Readers of them.
 func (s *Server) read(sk *socket) error {
+	hb := s.cfg.Heartbeats.Register("udp reader " + sk.local.String())
+	defer hb.Done()
 	var backoff time.Duration
 	var oob [128]byte
 	for {
 		w := workPool.Get().(*work)
+		hb.Idle()
 		n, src, local, err := sk.read(w.buf[:], oob[:])
+		hb.Beat()
 		if err != nil {
 			putWork(w)
 			if s.isClosed() {

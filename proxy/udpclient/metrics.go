@@ -9,6 +9,7 @@ type Metrics struct {
 	requests *prometheus.CounterVec
 	probes   *prometheus.CounterVec
 	dropped  *prometheus.CounterVec
+	panics   *prometheus.CounterVec // mxedge_panics_total{component="udpclient"}
 }
 
 // NewMetrics registers the pool collectors with reg.
@@ -31,7 +32,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Replies from a federation server discarded, by reason (unexpected, bad_authenticator, missing_message_authenticator, malformed).",
 		}, []string{"pool", "server", "reason"}),
 	}
-	reg.MustRegister(m.up, m.requests, m.probes, m.dropped)
+	m.panics = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name:        "mxedge_panics_total",
+		Help:        "Panics recovered in background goroutines, which then restart.",
+		ConstLabels: prometheus.Labels{"component": "udpclient"},
+	}, []string{"goroutine"})
+	m.panics.WithLabelValues("read")
+	m.panics.WithLabelValues("probe")
+	reg.MustRegister(m.up, m.requests, m.probes, m.dropped, m.panics)
 	return m
 }
 

@@ -60,7 +60,17 @@ func New(cfg Config) (*Pool, error) {
 	if cfg.StatusInterval > 0 {
 		for _, s := range p.servers {
 			p.wg.Add(1)
-			go func() { defer p.wg.Done(); p.watch(ctx, s) }()
+			go func() {
+				defer p.wg.Done()
+				// A panicking probe loop restarts, after an interval.
+				for p.cfg.Metrics.recovered(p.cfg.Logger, "probe", func() { p.watch(ctx, s) }) {
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(cfg.StatusInterval):
+					}
+				}
+			}()
 		}
 	}
 	return p, nil

@@ -151,8 +151,14 @@ func (s *Server) free(sk *sock, id uint8) {
 
 // read delivers the replies arriving on one socket to their requests,
 // each checked against the request it answers.
+// A panic costs the datagram being read; the loop restarts at once.
 func (s *Server) read(sk *sock) {
 	buf := make([]byte, packet.MaxLen+1)
+	for s.m.recovered(s.log, "read", func() { s.readReplies(sk, buf) }) {
+	}
+}
+
+func (s *Server) readReplies(sk *sock, buf []byte) {
 	for {
 		n, err := sk.conn.Read(buf)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
 	"errors"
@@ -327,9 +328,8 @@ func (s *Session) tlsMessage(msg []byte) Reply {
 	case phFinal:
 		if len(msg) > 0 {
 			s.eng.step(msg)
-			s.eng.mu.Lock()
-			perr := s.eng.postRead
-			s.eng.mu.Unlock()
+			var perr error
+			s.eng.p.Do(func() { perr = s.eng.postRead })
 			if !errors.Is(perr, io.EOF) {
 				return s.fail(ReasonProtocolError, fmt.Errorf("unexpected data after handshake: %v", perr))
 			}
@@ -345,9 +345,9 @@ func (s *Session) tlsMessage(msg []byte) Reply {
 	s.tlsIn++
 	out := s.eng.step(msg)
 	e := s.eng
-	e.mu.Lock()
-	hsDone, finished, herr := e.hsDone, e.finished, e.err
-	e.mu.Unlock()
+	var hsDone, finished bool
+	var herr error
+	e.p.Do(func() { hsDone, finished, herr = e.hsDone, e.finished, e.err })
 	switch {
 	case herr != nil || (finished && !hsDone):
 		if herr == nil {
@@ -428,9 +428,9 @@ func (s *Session) resend() Reply {
 
 func (s *Session) succeed() Reply {
 	e := s.eng
-	e.mu.Lock()
-	st, keys := e.state, e.keys
-	e.mu.Unlock()
+	var st tls.ConnectionState
+	var keys Keys
+	e.p.Do(func() { st, keys = e.state, e.keys })
 	s.finish(Accept, ReasonNone, nil)
 	s.result.Chain, s.result.Keys = s.hs.chain, keys
 	s.result.Version, s.result.CipherSuite = st.Version, st.CipherSuite

@@ -6,12 +6,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
-	"sync"
-	"time"
 
 	"github.com/mxedge/mxedge/edge/nac/eap"
 	"github.com/mxedge/mxedge/edge/nac/eaptls"
+	"github.com/mxedge/mxedge/edge/nac/eaptls/internal/flight"
 )
 
 const (
@@ -88,9 +86,8 @@ func (p *Supplicant) Handle(req []byte) ([]byte, error) {
 		p.done = true
 		p.success = true
 		if p.eng != nil {
-			p.eng.mu.Lock()
-			ok := p.eng.hsDone && (p.eng.state.Version != tls.VersionTLS13 || p.eng.committed)
-			p.eng.mu.Unlock()
+			var ok bool
+			p.eng.p.Do(func() { ok = p.eng.hsDone && (p.eng.state.Version != tls.VersionTLS13 || p.eng.committed) })
 			if !ok {
 				p.success = false
 				return nil, ErrNoCommitment
@@ -157,12 +154,13 @@ func (p *Supplicant) Keys() (eaptls.Keys, error) {
 	if p.eng == nil {
 		return eaptls.Keys{}, ErrNotDone
 	}
-	p.eng.mu.Lock()
-	defer p.eng.mu.Unlock()
-	if !p.eng.hsDone {
+	var done bool
+	var st tls.ConnectionState
+	p.eng.p.Do(func() { done, st = p.eng.hsDone, p.eng.state })
+	if !done {
 		return eaptls.Keys{}, ErrNotDone
 	}
-	return eaptls.ExportKeys(&p.eng.state)
+	return eaptls.ExportKeys(&st)
 }
 
 // HandshakeErr is the peer-side TLS error, if any (e.g. the alert the
@@ -171,9 +169,9 @@ func (p *Supplicant) HandshakeErr() error {
 	if p.eng == nil {
 		return nil
 	}
-	p.eng.mu.Lock()
-	defer p.eng.mu.Unlock()
-	return p.eng.err
+	var err error
+	p.eng.p.Do(func() { err = p.eng.err })
+	return err
 }
 
 // Close stops the TLS goroutine.
@@ -213,14 +211,11 @@ func (p *Supplicant) nextFragment(id uint8) []byte {
 	return p.resp(id, eap.TypeTLS, d)
 }
 
-// engine is the client side of the flight bridge (see eaptls for the
-// server side and the reasoning).
+// engine is the client side of the flight bridge, over the very
+// flight.Pipe the server uses. The fields below the pipe are guarded by
+// its lock.
 type engine struct {
-	mu        sync.Mutex
-	cond      *sync.Cond
-	in, out   []byte
-	closed    bool
-	reading   bool
+	p         *flight.Pipe
 	hsDone    bool
 	committed bool
 	finished  bool
@@ -231,9 +226,8 @@ type engine struct {
 }
 
 func startEngine(cfg *tls.Config, closeNotify bool) *engine {
-	e := &engine{done: make(chan struct{})}
-	e.cond = sync.NewCond(&e.mu)
-	tc := tls.Client(memConn{e}, cfg)
+	e := &engine{p: flight.New(), done: make(chan struct{})}
+	tc := tls.Client(e.p, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	go func() {
@@ -241,9 +235,7 @@ func startEngine(cfg *tls.Config, closeNotify bool) *engine {
 		err := tc.HandshakeContext(ctx)
 		if err == nil {
 			st := tc.ConnectionState()
-			e.mu.Lock()
-			e.state, e.hsDone = st, true
-			e.mu.Unlock()
+			e.p.Do(func() { e.state, e.hsDone = st, true })
 			if st.Version == tls.VersionTLS13 {
 				var b [1]byte
 				var n int
@@ -252,93 +244,26 @@ func startEngine(cfg *tls.Config, closeNotify bool) *engine {
 					err = fmt.Errorf("bad RFC 9190 commitment %x", b[:n])
 				}
 				if err == nil {
-					e.mu.Lock()
-					e.committed = true
-					e.mu.Unlock()
+					e.p.Do(func() { e.committed = true })
 				}
 			}
 		}
 		if err == nil && closeNotify {
 			err = tc.CloseWrite()
 		}
-		e.mu.Lock()
-		e.err, e.finished = err, true
-		e.cond.Broadcast()
-		e.mu.Unlock()
+		e.p.Do(func() { e.err, e.finished = err, true })
 	}()
 	return e
 }
 
 func (e *engine) step(in []byte) []byte {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.in = append(e.in, in...)
-	e.cond.Broadcast()
-	for !e.finished && !(e.reading && len(e.in) == 0) {
-		e.cond.Wait()
-	}
-	out := e.out
-	e.out = nil
-	return out
+	return e.p.Step(in, func() bool { return e.finished })
 }
 
 func (e *engine) close() {
 	e.cancel()
-	e.mu.Lock()
-	e.closed = true
-	e.cond.Broadcast()
-	e.mu.Unlock()
+	e.p.Close()
 }
-
-type memConn struct{ e *engine }
-
-func (c memConn) Read(b []byte) (int, error) {
-	e := c.e
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for len(e.in) == 0 && !e.closed {
-		e.reading = true
-		e.cond.Broadcast()
-		e.cond.Wait()
-	}
-	e.reading = false
-	if len(e.in) == 0 {
-		return 0, net.ErrClosed
-	}
-	n := copy(b, e.in)
-	e.in = e.in[n:]
-	return n, nil
-}
-
-func (c memConn) Write(b []byte) (int, error) {
-	e := c.e
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
-		return 0, net.ErrClosed
-	}
-	e.out = append(e.out, b...)
-	return len(b), nil
-}
-
-func (c memConn) Close() error {
-	c.e.mu.Lock()
-	c.e.closed = true
-	c.e.cond.Broadcast()
-	c.e.mu.Unlock()
-	return nil
-}
-
-type addr struct{}
-
-func (addr) Network() string { return "eap" }
-func (addr) String() string  { return "eap" }
-
-func (memConn) LocalAddr() net.Addr              { return addr{} }
-func (memConn) RemoteAddr() net.Addr             { return addr{} }
-func (memConn) SetDeadline(time.Time) error      { return nil }
-func (memConn) SetReadDeadline(time.Time) error  { return nil }
-func (memConn) SetWriteDeadline(time.Time) error { return nil }
 
 // Authenticate runs a whole conversation in memory between p and s,
 // starting from the peer's EAP-Response/Identity, and returns the server's
