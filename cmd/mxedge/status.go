@@ -20,7 +20,6 @@ import (
 	"github.com/mxedge/mxedge/cloudlink"
 	"github.com/mxedge/mxedge/edge"
 	"github.com/mxedge/mxedge/edge/config"
-	"github.com/mxedge/mxedge/proxy/udpclient"
 )
 
 // `mxedge status` and `mxedge cache` ask the running daemon over its
@@ -294,17 +293,18 @@ func printStatus(w io.Writer, st *edge.StatusReport) {
 	for _, f := range st.Federations {
 		fmt.Fprintf(tw, "federation %s:\t%s, own realms %s, ssids %s\n", f.Name, f.LoadBalance,
 			orDefault(strings.Join(f.OwnRealms, ","), "none"), orDefault(strings.Join(f.SSIDs, ","), "any"))
-		for _, pool := range []struct {
-			kind string
-			ss   []udpclient.ServerStatus
-		}{{"auth", f.AuthServers}, {"acct", f.AcctServers}} {
-			for _, s := range pool.ss {
-				state := "down"
-				if s.Up {
-					state = "up"
-				}
-				fmt.Fprintf(tw, "  %s server:\t%s %s\n", pool.kind, s.Address, state)
+		server := func(kind, addr string, up bool) {
+			state := "down"
+			if up {
+				state = "up"
 			}
+			fmt.Fprintf(tw, "  %s server:\t%s %s\n", kind, addr, state)
+		}
+		for _, s := range f.AuthServers {
+			server("auth", s.Address, s.Up)
+		}
+		for _, s := range f.AcctServers {
+			server("acct", s.Address, s.Up)
 		}
 	}
 	for _, c := range st.CoATargets {
