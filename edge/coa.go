@@ -15,10 +15,15 @@ import (
 // newCoARelay builds the relay the RadSec listener hands the cloud's CoA
 // and Disconnect requests to.
 func (a *App) newCoARelay() (*coa.Relay, error) {
+	var targets []string
+	for _, t := range a.coaTargets() {
+		targets = append(targets, t.Name)
+	}
 	return coa.New(coa.Config{
 		Directory:  coaDirectory{a},
 		Logger:     a.log.With("component", "coa"),
 		Registerer: a.reg,
+		Targets:    targets,
 	})
 }
 

@@ -100,6 +100,7 @@ func (f *Federation) Reload(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	f.seed(st)
 	old := f.state.Swap(st)
 	f.cfg = cfg.Federation
 	if old != nil {
@@ -109,6 +110,29 @@ func (f *Federation) Reload(cfg *config.Config) error {
 		f.log.Info("federation routes", "federations", len(st.routes))
 	}
 	return nil
+}
+
+// seed creates each federation's route and auth series at zero, so that
+// dashboards see zeros from start rather than nothing until the first
+// roaming request. The malformed_nai_<why> reasons, one per parse error,
+// are still created at their first request.
+func (f *Federation) seed(st *fedState) {
+	routes := [][2]string{
+		{fedVisitor, "foreign_realm"}, {"cloud_visitor", "foreign_realm"}, {fedHome, "own_realm"},
+		{fedReject, "malformed_nai"}, {fedReject, "not_our_realm"}, {fedReject, "no_realm"},
+		{fedReject, "unroutable_realm"}, {fedReject, "not_a_visitor"}, {fedReject, "no_server_up"},
+		{fedReject, "servers_silent"},
+	}
+	for _, r := range st.routes {
+		for _, pr := range routes {
+			f.route.WithLabelValues(r.cfg.Name, pr[0], pr[1])
+		}
+		for _, d := range []string{fedVisitor, fedHome} {
+			for _, res := range []string{"ok", "fail"} {
+				f.fticks.WithLabelValues(r.cfg.Name, d, res)
+			}
+		}
+	}
 }
 
 func (f *Federation) retireAfter(st *fedState) time.Duration {

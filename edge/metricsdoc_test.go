@@ -55,22 +55,7 @@ func documentedFamilies(t *testing.T) map[string]bool {
 // lazyFamilies are documented families still created at their first
 // event, with where; a family listed here that the edge exports from
 // start fails the test, so the list only shrinks.
-var lazyFamilies = map[string]string{
-	// Created at the first event by packages this change does not touch
-	// (proxy/udp, proxy/radsec, proxy/udpclient, edge/federation.go):
-	// their label values need seeding where the vectors are made.
-	"mxedge_requests_total":                       "proxy/udp: per client, created at its first request",
-	"mxedge_coa_requests_total":                   "proxy/coa: per target device, created at the cloud's first CoA",
-	"mxedge_reauth_requests_total":                "edge/reauth.go: created at the first re-authorisation (the feature is off by default)",
-	"mxedge_client_message_authenticator_total":   "proxy/udp: per client, created at its first Access-Request",
-	"mxedge_radsec_connections_established_total": "proxy/radsec: created at the first handshake",
-	"mxedge_radsec_requests_total":                "proxy/radsec: created at the first request",
-	"mxedge_federation_route_total":               "edge/federation.go: created at the first routed request",
-	"mxedge_federation_auth_total":                "edge/federation.go: created at the first roaming authentication",
-	"mxedge_federation_server_requests_total":     "proxy/udpclient: created at the first request to a server",
-	"mxedge_federation_status_probes_total":       "proxy/udpclient: created at the first probe",
-	"mxedge_federation_replies_dropped_total":     "proxy/udpclient: created at the first dropped reply",
-}
+var lazyFamilies = map[string]string{}
 
 // Every metric family docs/metrics.md documents is exported from start,
 // with every feature that registers families on (registered cloud link,

@@ -61,6 +61,14 @@ func newReauthMetrics(reg prometheus.Registerer) *prometheus.CounterVec {
 		Name: "mxedge_reauth_requests_total",
 		Help: "Re-authorisation requests after an outage, by kind (coa, disconnect) and result (ack, nak, timeout, error, no_target, dropped).",
 	}, []string{"kind", "result"})
+	// Every series from start, at zero: dashboards see zeros, not
+	// nothing, until the first outage ends.
+	for _, kind := range []string{"coa", "disconnect"} {
+		for _, result := range []string{"ack", "nak", "timeout", "error", "no_target"} {
+			c.WithLabelValues(kind, result)
+		}
+	}
+	c.WithLabelValues("", "dropped") // the pending table is full: no kind yet
 	reg.MustRegister(c)
 	return c
 }

@@ -77,6 +77,11 @@ type Config struct {
 	Now        func() time.Time
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// Targets names the devices known at New: their ack and nak series
+	// are created at zero, so that dashboards see zeros from start rather
+	// than nothing until the cloud's first CoA. A device added later is
+	// created at its first request.
+	Targets []string
 }
 
 // Relay is a proxy.Handler for CoA-Request and Disconnect-Request.
@@ -114,6 +119,13 @@ func New(cfg Config) (*Relay, error) {
 		}, []string{"kind", "target", "result"}),
 	}
 	r.warn = ratelog.New(r.log, 10*time.Second, 5, nil)
+	for _, kind := range []string{"coa", "disconnect"} {
+		r.total.WithLabelValues(kind, "", "unknown_target")
+		for _, t := range cfg.Targets {
+			r.total.WithLabelValues(kind, t, "ack")
+			r.total.WithLabelValues(kind, t, "nak")
+		}
+	}
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(r.total); err != nil {
 			return nil, err

@@ -1,6 +1,10 @@
 package radsec
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mxedge/mxedge/proxy"
+)
 
 // Reasons a connection or packet is dropped before the handler, the
 // "reason" label of mxedge_radsec_drops_total.
@@ -55,6 +59,16 @@ func newServerMetrics(reg prometheus.Registerer) *serverMetrics {
 	// Present from the start, so that dashboards see zeros, not gaps.
 	for _, r := range []string{dropMaxConns, dropMaxConnsSource, dropHandshake, dropHandshakeTimeout, dropRefused, dropMalformed, dropIdle} {
 		m.drops.WithLabelValues(r)
+	}
+	for _, k := range []string{"device", "cloud"} {
+		m.accepted.WithLabelValues(k)
+	}
+	// The handler may report any proxy.Outcome; these are the ones the
+	// listener's handlers (forwarding to the cloud, answering locally)
+	// and its panic recovery report.
+	for _, o := range []proxy.Outcome{proxy.OutcomeAnswered, proxy.OutcomeUpstreamTimeout, proxy.OutcomeUpstreamError,
+		proxy.OutcomeNoUpstream, proxy.OutcomeBadReply, proxy.OutcomeDropped, proxy.OutcomeLocal, proxy.OutcomePanic} {
+		m.requests.WithLabelValues(string(o))
 	}
 	if reg != nil {
 		reg.MustRegister(m.conns, m.accepted, m.requests, m.drops, m.panics, m.status)

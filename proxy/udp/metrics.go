@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mxedge/mxedge/proxy"
 	"github.com/mxedge/mxedge/proxy/internal/dedup"
 	"github.com/mxedge/mxedge/proxy/packet"
 )
@@ -188,4 +189,22 @@ func (m *metrics) messageAuthenticator(client string, present bool) prometheus.C
 	}
 	c, _ := m.children.LoadOrStore(k, m.maSeen.WithLabelValues(client, label))
 	return c.(prometheus.Counter)
+}
+
+// seed creates, at zero, the series each configured client's requests
+// will count in, so that dashboards see zeros from start rather than
+// nothing until a device's first request. A client added by a reload is
+// created at its first request, like any other label value.
+func (m *metrics) seed(kind Kind, clients []*proxy.Client) {
+	code := packet.CodeAccessRequest
+	if kind == Acct {
+		code = packet.CodeAccountingRequest
+	}
+	for _, c := range clients {
+		m.request(c.Name, code, string(proxy.OutcomeAnswered))
+		if kind == Auth {
+			m.messageAuthenticator(c.Name, true)
+			m.messageAuthenticator(c.Name, false)
+		}
+	}
 }

@@ -67,6 +67,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("udp: metrics: %w", err)
 	}
+	m.seed(cfg.Kind, cfg.Clients().Clients())
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
 		cfg: cfg,

@@ -43,6 +43,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// seed creates, at zero, a server's series for every result and reason,
+// so that dashboards see zeros from start rather than nothing until its
+// first request, probe or dropped reply.
+func (m *Metrics) seed(pool, server string) {
+	if m == nil {
+		return
+	}
+	for _, r := range []string{"answered", "timeout", "error"} {
+		m.requests.WithLabelValues(pool, server, r)
+	}
+	for _, r := range []string{"ok", "fail"} {
+		m.probes.WithLabelValues(pool, server, r)
+	}
+	for _, r := range []string{"unexpected", "bad_authenticator", "missing_message_authenticator", "malformed"} {
+		m.dropped.WithLabelValues(pool, server, r)
+	}
+}
+
 func (m *Metrics) forget(pool, server string) {
 	if m == nil {
 		return

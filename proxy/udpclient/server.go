@@ -69,6 +69,7 @@ func newServer(cfg ServerConfig, pc *Config) (*Server, error) {
 		fwd:  proxy.NewForwarder(cfg.Secret, 0),
 		kick: make(chan struct{}, 1),
 	}
+	pc.Metrics.seed(s.pool, s.addr)
 	s.setUp(true)
 	return s, nil
 }
