@@ -199,3 +199,35 @@ func TestRelay(t *testing.T) {
 		})
 	}
 }
+
+// The known targets' ack and nak series, and unknown_target's, exist at
+// zero from New: dashboards see zeros before the cloud's first CoA.
+func TestSeriesFromStart(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if _, err := New(Config{Directory: dir{}, Registerer: reg, Targets: []string{"sw1", "sw2"}}); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				l[lp.GetName()] = lp.GetValue()
+			}
+			got[l["kind"]+"/"+l["target"]+"/"+l["result"]] = m.GetCounter().GetValue() == 0
+		}
+	}
+	for _, want := range []string{"coa//unknown_target", "disconnect//unknown_target",
+		"coa/sw1/ack", "coa/sw1/nak", "disconnect/sw2/ack", "disconnect/sw2/nak"} {
+		if !got[want] {
+			t.Errorf("no zero series %s; have %v", want, got)
+		}
+	}
+	if len(got) != 10 {
+		t.Errorf("%d series, want 10: %v", len(got), got)
+	}
+}
