@@ -14,6 +14,7 @@ import (
 	"github.com/mxedge/mxedge/cache"
 	"github.com/mxedge/mxedge/proxy"
 	"github.com/mxedge/mxedge/proxy/packet"
+	"github.com/mxedge/mxedge/proxy/ratelog"
 )
 
 // acctStore is the part of the cache that holds accounting for replay.
@@ -32,7 +33,7 @@ type acctStore interface {
 type acctHold struct {
 	store acctStore
 	log   *slog.Logger
-	warn  *rateLimited
+	warn  *ratelog.Limiter
 	now   func() time.Time
 	wake  chan struct{}
 
@@ -42,7 +43,7 @@ type acctHold struct {
 
 func newAcctHold(store acctStore, log *slog.Logger, reg prometheus.Registerer) *acctHold {
 	h := &acctHold{
-		store: store, log: log, now: time.Now, warn: newRateLimited(time.Minute),
+		store: store, log: log, now: time.Now, warn: ratelog.New(log, time.Minute, 1, nil),
 		wake: make(chan struct{}, 1),
 		held: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mxedge_accounting_hold_total",
@@ -82,10 +83,8 @@ func (h *acctHold) ServeRADIUS(_ context.Context, req *proxy.Request) ([]byte, p
 			result = "full"
 		}
 		h.held.WithLabelValues(result).Inc()
-		if n, ok := h.warn.allow(); ok {
-			h.log.Warn("accounting not held, so not answered: the device will retry", "client", req.Client.Name,
-				"err", err, "suppressed", n)
-		}
+		h.warn.Log(slog.LevelWarn, result, "accounting not held, so not answered: the device will retry",
+			"client", req.Client.Name, "err", err)
 		return nil, proxy.OutcomeDropped
 	}
 	h.held.WithLabelValues("stored").Inc()
@@ -272,29 +271,4 @@ func sessionOf(raw []byte) string {
 	}
 	v, _ := p.Lookup(packet.AttrAcctSessionID)
 	return string(v)
-}
-
-// rateLimited lets one message through per period and counts the rest.
-type rateLimited struct {
-	period time.Duration
-	mu     sync.Mutex
-	next   time.Time
-	n      int
-}
-
-func newRateLimited(period time.Duration) *rateLimited { return &rateLimited{period: period} }
-
-// allow reports whether to log now, with how many were suppressed since
-// the last line.
-func (r *rateLimited) allow() (suppressed int, ok bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	now := time.Now()
-	if now.Before(r.next) {
-		r.n++
-		return 0, false
-	}
-	n := r.n
-	r.n, r.next = 0, now.Add(r.period)
-	return n, true
 }
