@@ -207,9 +207,11 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 		return nil, err
 	}
 	notify.Ready()
-	a.log.Info("mxedge ready", "version", opts.Version, "auth", cfg.RADIUS.AuthListen,
-		"acct", cfg.RADIUS.AcctListen, "clients", len(cfg.RADIUS.Clients),
-		"cloud", a.cloudRS.Servers, "metrics", cfg.Metrics.Listen)
+	// The addresses bound, not the configured ones: with port 0 in the
+	// config this line is where a supervisor or a test learns the ports.
+	a.log.Info("mxedge ready", "version", opts.Version, "auth", a.boundAddrs("auth"),
+		"acct", a.boundAddrs("acct"), "clients", len(cfg.RADIUS.Clients),
+		"cloud", a.cloudRS.Servers, "metrics", a.metricsAddr())
 	go a.runWatchdog(ctx)
 	return a, nil
 }
@@ -390,6 +392,27 @@ func (a *App) AuthAddrs() []net.Addr {
 		}
 	}
 	return out
+}
+
+// boundAddrs returns the addresses of the RADIUS sockets of one kind
+// ("auth" or "acct") as bound at start, as host:port.
+func (a *App) boundAddrs(kind string) []string {
+	out := []string{}
+	for _, c := range a.conns {
+		if c.kind == kind {
+			out = append(out, c.pc.LocalAddr().String())
+		}
+	}
+	return out
+}
+
+// metricsAddr returns the metrics listener's bound host:port, or "" when
+// metrics.listen is empty.
+func (a *App) metricsAddr() string {
+	if a.metrics == nil {
+		return ""
+	}
+	return a.metrics.Addr().String()
 }
 
 func (a *App) healthz() (bool, map[string]any) {

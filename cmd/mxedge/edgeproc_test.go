@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -18,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxedge/mxedge/cmd/internal/peers"
 	"github.com/mxedge/mxedge/internal/labpki"
 )
 
@@ -111,7 +111,9 @@ type edgeConfig struct {
 	LogLevel string
 }
 
-func (c edgeConfig) yaml(t testing.TB, auth, acct, metrics int) string {
+// yaml asks for port 0 everywhere: the daemon reports the ports it bound
+// in its ready line (readyAddrs), so no port is picked by bind-then-release.
+func (c edgeConfig) yaml(t testing.TB) string {
 	addr := c.ClientAddr
 	if addr == "" {
 		addr = "127.0.0.1/32"
@@ -163,31 +165,25 @@ func (c edgeConfig) yaml(t testing.TB, auth, acct, metrics int) string {
 log:
   level: %s
 metrics:
-  listen: 127.0.0.1:%d
+  listen: 127.0.0.1:0
 radius:
-  auth_listen: ["%s:%d"]
-  acct_listen: ["%s:%d"]
+  auth_listen: ["%s:0"]
+  acct_listen: ["%s:0"]
 %s%ssurvivability:
   mode: %s
-%s%s`, stateDir, level, metrics, host, auth, host, acct, clients,
+%s%s`, stateDir, level, host, host, clients,
 		cloud, mode, c.Survivability, c.Extra)
 }
 
 // startEdge writes the config, starts mxedge and waits for its ready line.
 func startEdge(t testing.TB, c edgeConfig) *edgeProc {
 	t.Helper()
-	auth := peers.FreeLoopbackPort(t, "udp")
-	acct := peers.FreeLoopbackPort(t, "udp")
-	met := peers.FreeLoopbackPort(t, "tcp")
 	dir := t.TempDir()
 	e := &edgeProc{
 		cfgPath: filepath.Join(dir, "config.yaml"),
-		Auth:    fmt.Sprintf("127.0.0.1:%d", auth),
-		Acct:    fmt.Sprintf("127.0.0.1:%d", acct),
-		Metrics: fmt.Sprintf("127.0.0.1:%d", met),
 		exited:  make(chan struct{}),
 	}
-	if err := os.WriteFile(e.cfgPath, []byte(c.yaml(t, auth, acct, met)), 0o600); err != nil {
+	if err := os.WriteFile(e.cfgPath, []byte(c.yaml(t)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	e.cmd = exec.Command(edgeBin, "run", "--config", e.cfgPath)
@@ -198,7 +194,7 @@ func startEdge(t testing.TB, c edgeConfig) *edgeProc {
 	if err := e.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ready := make(chan struct{})
+	ready := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -209,7 +205,7 @@ func startEdge(t testing.TB, c edgeConfig) *edgeProc {
 			e.log.WriteString(line + "\n")
 			e.mu.Unlock()
 			if strings.Contains(line, "mxedge ready") {
-				once.Do(func() { close(ready) })
+				once.Do(func() { ready <- line })
 			}
 		}
 		io.Copy(io.Discard, stderr)
@@ -222,13 +218,74 @@ func startEdge(t testing.TB, c edgeConfig) *edgeProc {
 		}
 	})
 	select {
-	case <-ready:
+	case line := <-ready:
+		var err error
+		if e.Auth, e.Acct, e.Metrics, err = readyAddrs(line); err != nil {
+			t.Fatalf("%v\n%s", err, e.Log())
+		}
 	case <-e.exited:
 		t.Fatalf("mxedge exited before it was ready:\n%s", e.Log())
 	case <-time.After(20 * time.Second):
 		t.Fatalf("mxedge not ready after 20s:\n%s", e.Log())
 	}
 	return e
+}
+
+// readyAddrs reads the bound auth, acct and metrics addresses from the
+// daemon's text-format ready line, where a list is a quoted JSON array:
+//
+//	msg="mxedge ready" auth="[\"127.0.0.1:40001\"]" acct=... metrics=127.0.0.1:40003
+//
+// Each is returned as 127.0.0.1:port, the address tests send to even when
+// the listener is a wildcard (ListenHost 0.0.0.0).
+func readyAddrs(line string) (auth, acct, metrics string, err error) {
+	loopback := func(key, hostport string) (string, error) {
+		_, port, err := net.SplitHostPort(hostport)
+		if err != nil || port == "0" {
+			return "", fmt.Errorf("ready line: %s=%q is not a bound address", key, hostport)
+		}
+		return net.JoinHostPort("127.0.0.1", port), nil
+	}
+	first := func(key string) (string, error) {
+		v, err := logValue(line, key)
+		if err != nil {
+			return "", err
+		}
+		var list []string
+		if err := json.Unmarshal([]byte(v), &list); err != nil || len(list) == 0 {
+			return "", fmt.Errorf("ready line: %s=%s is not a list of addresses", key, v)
+		}
+		return loopback(key, list[0])
+	}
+	if auth, err = first("auth"); err != nil {
+		return
+	}
+	if acct, err = first("acct"); err != nil {
+		return
+	}
+	m, err := logValue(line, "metrics")
+	if err != nil {
+		return
+	}
+	metrics, err = loopback("metrics", m)
+	return
+}
+
+// logValue returns key's value in a slog text line, unquoted.
+func logValue(line, key string) (string, error) {
+	_, rest, ok := strings.Cut(line, " "+key+"=")
+	if !ok {
+		return "", fmt.Errorf("ready line has no %s: %s", key, line)
+	}
+	if strings.HasPrefix(rest, `"`) {
+		q, err := strconv.QuotedPrefix(rest)
+		if err != nil {
+			return "", fmt.Errorf("ready line: %s: %v", key, err)
+		}
+		return strconv.Unquote(q)
+	}
+	v, _, _ := strings.Cut(rest, " ")
+	return v, nil
 }
 
 func (e *edgeProc) Log() string {
