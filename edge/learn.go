@@ -67,16 +67,21 @@ type learner struct {
 	warn   *ratelog.Limiter
 	failed prometheus.Counter
 	panics prometheus.Counter
+	// hb reports the writer to the watchdog: idle on an empty queue, a
+	// beat per batch taken, so a write stuck on the disk withholds the
+	// ping.
+	hb proxy.Heartbeat
 
 	rmu    sync.Mutex
 	recent map[string]recentLearn // learned lately, by cache key
 }
 
 // newLearner starts the writer; panics is its child of
-// mxedge_panics_total.
-func newLearner(store *cache.Store, log *slog.Logger, reg prometheus.Registerer, panics prometheus.Counter, now func() time.Time) *learner {
+// mxedge_panics_total; hb registers it with the watchdog (nil: none).
+func newLearner(store *cache.Store, log *slog.Logger, reg prometheus.Registerer, panics prometheus.Counter, hb proxy.Heartbeats, now func() time.Time) *learner {
 	l := &learner{
 		store: store, log: log, now: now, panics: panics,
+		hb:     hb.Register("cache learner"),
 		warn:   ratelog.New(log, 10*time.Second, 5, now),
 		q:      make(chan cache.Entry, learnQueue),
 		done:   make(chan struct{}),
@@ -110,6 +115,7 @@ const learnBatch = 256
 // goes on with the queue.
 func (l *learner) run() {
 	defer close(l.done)
+	defer l.hb.Done()
 	defer l.warn.Close()
 	batch := make([]cache.Entry, 0, learnBatch)
 	for l.recovered(&batch) {
@@ -133,7 +139,13 @@ func (l *learner) recovered(batch *[]cache.Entry) (panicked bool) {
 
 // write takes offers off the queue in batches until it is closed.
 func (l *learner) write(bp *[]cache.Entry) {
-	for e := range l.q {
+	for {
+		l.hb.Idle()
+		e, ok := <-l.q
+		if !ok {
+			return
+		}
+		l.hb.Beat()
 		l.warn.Flush() // counts of lines held back in an interval now over
 		// Whatever queued up behind e goes in the same transaction.
 		*bp = append((*bp)[:0], e)
@@ -252,7 +264,7 @@ func (a *App) startLearning(cfg *config.Config, store *cache.Store) func(*proxy.
 	if !cfg.Cloud.LearnFromAccepts || store == nil {
 		return nil
 	}
-	l := newLearner(store, a.log.With("component", "learn"), a.reg, a.panics.WithLabelValues("learner"), time.Now)
+	l := newLearner(store, a.log.With("component", "learn"), a.reg, a.panics.WithLabelValues("learner"), a.heartbeat, time.Now)
 	if len(cfg.Cloud.CachingSiteIDs) > 0 {
 		l.sites = map[string]bool{}
 		for _, s := range cfg.Cloud.CachingSiteIDs {

@@ -176,7 +176,7 @@ func TestLearnOffSkipsHook(t *testing.T) {
 
 // A full queue drops (and counts) instead of blocking the request.
 func testLearner(queue int, now func() time.Time) *learner {
-	return &learner{q: make(chan cache.Entry, queue), now: now, recent: map[string]recentLearn{},
+	return &learner{q: make(chan cache.Entry, queue), now: now, recent: map[string]recentLearn{}, hb: proxy.Heartbeats(nil).Register(""),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "d"})}
 }
 
@@ -252,7 +252,7 @@ const serviceTypeCallCheck = 10
 // offers it again, and the learner goes on with the queue.
 func TestLearnerSurvivesPanic(t *testing.T) {
 	panics := prometheus.NewCounter(prometheus.CounterOpts{Name: "p", Help: "p"})
-	l := newLearner(nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), panics, time.Now)
+	l := newLearner(nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), panics, nil, time.Now)
 	e := cache.Entry{MAC: "020000000001", AuthType: cache.AuthMAB}
 	for want := 1.0; want <= 2; want++ {
 		l.offer(e) // offered again: the panicking batch was forgotten
