@@ -45,6 +45,8 @@ const (
 	// ConfigDir receives the certificate files of the cloud config.
 	ConfigDir = "cloud"
 
+	// maxPagesPerRound bounds the cache pages one sync round pulls, so a
+	// cloud that never says "last page" cannot keep a round going.
 	maxPagesPerRound = 100_000
 )
 

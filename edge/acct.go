@@ -104,7 +104,9 @@ func (h *acctHold) kick() {
 }
 
 // replayBatch is how many held records one replay round reads; replaySessions
-// is how many sessions' records are in flight to the cloud at once.
+// is how many sessions' records are in flight to the cloud at once;
+// replayIdle is how often a replay looks for held records while nothing
+// fails.
 const (
 	replayBatch    = 256
 	replaySessions = 16

@@ -41,14 +41,19 @@ const learnQueue = 256
 // eapTypeTLS is the EAP method type of EAP-TLS (RFC 5216).
 const eapTypeTLS = 13
 
-// RFC 2865 numbers learn.go reads.
+// Attribute types learn.go reads (RFC 2865 §5), by number.
 const (
 	attrFilterIDNum       = 11
-	attrSessionTimeoutNum = 27
 	attrClassNum          = 25
-	eapCodeResponse       = 2
-	maxTunnelTag          = 0x1F
+	attrSessionTimeoutNum = 27
 )
+
+// eapCodeResponse is the EAP Response code (RFC 3748 §4).
+const eapCodeResponse = 2
+
+// maxTunnelTag is the largest tag of a tagged tunnel attribute (RFC 2868
+// §3.1): a first octet above it is data, not a tag.
+const maxTunnelTag = 0x1F
 
 // learner writes learned entries from one goroutine, off the request path.
 type learner struct {

@@ -13,20 +13,33 @@ import (
 	"github.com/mxedge/mxedge/proxy/packet"
 )
 
-// RFC 3580 §3.31 values.
+// Tunnel attribute values of a VLAN assignment (RFC 3580 §3.31).
 const (
-	tunnelTypeVLAN        = 13
-	tunnelMediumIEEE802   = 6
+	tunnelTypeVLAN      = 13
+	tunnelMediumIEEE802 = 6
+)
+
+// Attribute types (RFC 2865 §5) the cached authorization sets, by
+// number, and the Termination-Action value it uses.
+const (
 	attrFilterID          = 11
 	attrSessionTimeout    = 27
 	attrTerminationAction = 29
 	terminationRADIUS     = 1 // Termination-Action RADIUS-Request (RFC 2865 §5.29)
-	vendorAruba           = 14823
-	arubaUserRole         = 1
-	vendorCisco           = 9
-	ciscoAVPair           = 1
-	maxSessionTimeoutSec  = 1<<32 - 1
 )
+
+// Vendor-Specific attributes (vendor id, then the vendor's type) for a
+// role or an AV pair.
+const (
+	vendorAruba   = 14823
+	arubaUserRole = 1
+	vendorCisco   = 9
+	ciscoAVPair   = 1
+)
+
+// maxSessionTimeoutSec is the largest Session-Timeout, a 4-octet
+// integer.
+const maxSessionTimeoutSec = 1<<32 - 1
 
 type kind uint8
 

@@ -9,8 +9,12 @@ import (
 	"github.com/mxedge/mxedge/proxy/packet"
 )
 
+// serviceTypeCallCheck is the Service-Type value a NAS sends for MAB
+// (RFC 2865 §5.6 Call-Check).
+const serviceTypeCallCheck = 10
+
+// Event reasons and the auth type of a refused password method.
 const (
-	serviceTypeCallCheck = 10
 	// reasonPassword is the reason on the event when a password method is
 	// refused offline.
 	reasonPassword = "password methods are not available offline"

@@ -31,12 +31,12 @@ const (
 	// SessionContextNotFound: the request carries no NAS identification,
 	// and the edge keeps no session table to find the device by.
 	SessionContextNotFound uint32 = 503
-	// ResourcesUnavailable: the device did not answer (the NAS was
-	// unavailable to honour the request).
-	ResourcesUnavailable uint32 = 506
 	// OtherProxyProcessingError: the edge could not build or send the
 	// request (§3.6: "reasons not otherwise specified").
 	OtherProxyProcessingError uint32 = 505
+	// ResourcesUnavailable: the device did not answer (the NAS was
+	// unavailable to honour the request).
+	ResourcesUnavailable uint32 = 506
 )
 
 // DefaultWindow is the Event-Timestamp replay window RFC 5176 §3.4 suggests

@@ -66,13 +66,15 @@ func randomAuthenticator(c Code) bool {
 	return c == CodeAccessRequest || c == CodeStatusServer
 }
 
-// Attribute types the proxy looks at; everything else passes through.
+// Attribute types the proxy looks at, by number; everything else passes
+// through.
 const (
 	AttrUserName             = 1
 	AttrUserPassword         = 2
 	AttrCHAPPassword         = 3
 	AttrNASIPAddress         = 4
 	AttrServiceType          = 6
+	AttrFramedMTU            = 12
 	AttrReplyMessage         = 18
 	AttrState                = 24
 	AttrVendorSpecific       = 26
@@ -90,17 +92,22 @@ const (
 	AttrEAPMessage           = 79
 	AttrMessageAuthenticator = 80
 	AttrTunnelPrivateGroupID = 81
-	AttrFramedMTU            = 12
-	AttrErrorCause           = 101
 	AttrNASIPv6Address       = 95
+	AttrErrorCause           = 101
 	AttrOperatorName         = 126
 )
 
 // Microsoft vendor attributes (RFC 2548) that carry salted keys.
 const (
-	VendorMicrosoft    = 311
-	MSMPPESendKey      = 16
-	MSMPPERecvKey      = 17
+	VendorMicrosoft = 311
+	MSMPPESendKey   = 16
+	MSMPPERecvKey   = 17
+)
+
+// Packet layout (RFC 2865 §3, RFC 3579 §3.2): header and maximum
+// lengths, where the Authenticator starts, and the length of a
+// Message-Authenticator attribute.
+const (
 	HeaderLen          = 20
 	MaxLen             = 4096
 	authenticatorStart = 4
