@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -25,32 +24,7 @@ func TestDamagedCacheCloudRebuild(t *testing.T) {
 	}
 	peers.RequireBin(t, "radclient")
 	const seeded = 20 // what the cloud holds for this site
-	for _, tt := range []struct {
-		name   string
-		damage func(t *testing.T, path string, used int64)
-	}{
-		{"truncated to half", func(t *testing.T, path string, used int64) {
-			if err := os.Truncate(path, used/2); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{"bytes overwritten", func(t *testing.T, path string, used int64) {
-			f, err := os.OpenFile(path, os.O_RDWR, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			junk := make([]byte, 64)
-			for i := range junk {
-				junk[i] = byte(i*37 + 11)
-			}
-			for off := int64(2 * 4096); off < used; off += 4096 {
-				if _, err := f.WriteAt(junk, off+40); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}},
-	} {
+	for _, tt := range cacheDamage {
 		t.Run(tt.name, func(t *testing.T) {
 			state := t.TempDir()
 			cloud := startCloudProc(t, "--dir", t.TempDir(), "--mab="+mabMAC+"="+mabVLAN, "--seed", strconv.Itoa(seeded))

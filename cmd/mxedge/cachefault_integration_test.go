@@ -47,6 +47,35 @@ func damageCache(t *testing.T, damage func(t *testing.T, path string, used int64
 	}
 }
 
+// cacheDamage are the tester's two ways a cache file was damaged: cut
+// short, and bytes overwritten in every data page.
+var cacheDamage = []struct {
+	name   string
+	damage func(t *testing.T, path string, used int64)
+}{
+	{"truncated to half", func(t *testing.T, path string, used int64) {
+		if err := os.Truncate(path, used/2); err != nil {
+			t.Fatal(err)
+		}
+	}},
+	{"data pages overwritten", func(t *testing.T, path string, used int64) {
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		junk := make([]byte, 64)
+		for i := range junk {
+			junk[i] = byte(i*37 + 11)
+		}
+		for off := int64(2 * 4096); off < used; off += 4096 {
+			if _, err := f.WriteAt(junk, off+40); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}},
+}
+
 // A damaged cache file (the tester's two cases: truncated to half, and
 // bytes overwritten in its data pages) no longer crashes the daemon: it
 // starts, moves the file aside, answers MAB locally from an empty cache,
@@ -54,32 +83,7 @@ func damageCache(t *testing.T, damage func(t *testing.T, path string, used int64
 func TestDamagedCacheStarts(t *testing.T) {
 	peers.RequireBin(t, "radclient")
 	p := labPKI(t)
-	for _, tt := range []struct {
-		name   string
-		damage func(t *testing.T, path string, used int64)
-	}{
-		{"truncated to half", func(t *testing.T, path string, used int64) {
-			if err := os.Truncate(path, used/2); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{"data pages overwritten", func(t *testing.T, path string, used int64) {
-			f, err := os.OpenFile(path, os.O_RDWR, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			junk := make([]byte, 64)
-			for i := range junk {
-				junk[i] = byte(i*37 + 11)
-			}
-			for off := int64(2 * 4096); off < used; off += 4096 {
-				if _, err := f.WriteAt(junk, off+40); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}},
-	} {
+	for _, tt := range cacheDamage {
 		t.Run(tt.name, func(t *testing.T) {
 			e, stateDir := startLocalEdge(t, p, p.EAPServerRSA, damageCache(t, tt.damage))
 			var moved []string
