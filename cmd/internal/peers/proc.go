@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -134,23 +136,51 @@ func tail(path string, n int) string {
 // "udp" a moment ago. Peers configured from files can't take a :0 listener,
 // so this small race is the price.
 func FreePort(network string) (int, error) {
-	switch network {
-	case "tcp":
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
+	// A port handed out for a peer to bind later is taken from below the
+	// kernel's ephemeral range: the daemon's own :0 listeners and every
+	// outgoing connection draw from that range, and could otherwise be
+	// given the very port just released here before its peer binds it.
+	lo, hi := belowEphemeral()
+	var last error
+	for range 64 {
+		port := lo + rand.IntN(hi-lo)
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		switch network {
+		case "tcp":
+			l, err := net.Listen("tcp", addr)
+			if err != nil {
+				last = err
+				continue
+			}
+			l.Close()
+			return port, nil
+		case "udp":
+			c, err := net.ListenPacket("udp", addr)
+			if err != nil {
+				last = err
+				continue
+			}
+			c.Close()
+			return port, nil
+		default:
+			return 0, fmt.Errorf("FreePort: network %q", network)
 		}
-		defer l.Close()
-		return l.Addr().(*net.TCPAddr).Port, nil
-	case "udp":
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port, nil
 	}
-	return 0, fmt.Errorf("FreePort: network %q", network)
+	return 0, fmt.Errorf("FreePort: no free %s port in %d..%d: %w", network, lo, hi, last)
+}
+
+// belowEphemeral is the range FreePort picks from: from 20000 up to the
+// start of /proc/sys/net/ipv4/ip_local_port_range (32768 when unreadable).
+func belowEphemeral() (lo, hi int) {
+	lo, hi = 20000, 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > lo+1000 {
+				hi = n
+			}
+		}
+	}
+	return lo, hi
 }
 
 // freePorts returns n distinct ports that were free on network.
