@@ -26,6 +26,7 @@ import (
 
 	"github.com/mxedge/mxedge/cloudlink"
 	"github.com/mxedge/mxedge/cloudlink/labcloud"
+	"github.com/mxedge/mxedge/cmd/internal/labnac"
 	"github.com/mxedge/mxedge/proxy/radsec"
 )
 
@@ -105,8 +106,8 @@ type serveFlags struct {
 	mabVLAN, dot1xVLAN string
 	ttlDays            int
 	orgCA, orgCRL      string
-	eap                eapFlags
-	clients            clientFlag
+	eap                labnac.Options
+	clients            labnac.ClientsFlag
 	cluster            string
 	edges              int
 }
@@ -128,7 +129,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&f.ttlDays, "cache-ttl-days", 7, "survivability caching period pushed to edges")
 	fs.StringVar(&f.orgCA, "org-ca", "", "PEM file of org CA certificates pushed to edges (offline EAP-TLS)")
 	fs.StringVar(&f.orgCRL, "org-crl", "", "comma-separated PEM CRL files pushed with --org-ca")
-	f.eap.register(fs)
+	f.eap.Register(fs)
 	fs.StringVar(&f.cluster, "cluster", "", "edge cluster that registering edges join (see docs/radsec-listener.md)")
 	fs.IntVar(&f.edges, "edges", 1, "registration codes to issue, one per edge of the cluster; printed as codes=A,B,...")
 	fs.Var(&f.clients, "client", "RADIUS client pushed to edges: NAME=IP-or-CIDR:SECRET (repeatable)")
@@ -209,13 +210,13 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	hs := &http.Server{Handler: cl.Handler(), TLSConfig: apiTLS, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-	n, err := newNAC(cl, log, f.eap, orgCA, f.dot1xVLAN)
+	n, err := labnac.New(cl, log, f.eap, orgCA, f.dot1xVLAN)
 	if err != nil {
 		apiLn.Close()
 		rsLn.Close()
 		return err
 	}
-	defer n.close(context.Background())
+	defer n.Close(context.Background())
 	rs, err := radsec.NewServer(radsec.ServerConfig{Handler: n, Logger: log.With("component", "radsec"),
 		Registerer: prometheus.NewRegistry()})
 	if err != nil {

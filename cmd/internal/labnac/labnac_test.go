@@ -1,4 +1,4 @@
-package main
+package labnac
 
 import (
 	"context"
@@ -45,7 +45,7 @@ func TestNAC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &nac{cloud: c, log: slog.New(slog.DiscardHandler)}
+	n := &NAC{cloud: c, log: slog.New(slog.DiscardHandler)}
 	acct := packet.Append(nil, packet.CodeAccountingRequest, 9, [16]byte{})
 	acct, _ = packet.AppendAttr(acct, packet.AttrAcctStatusType, []byte{0, 0, 0, 1})
 	_ = packet.Sign(acct, radsecSecret, nil)
@@ -194,7 +194,7 @@ func TestNACEAPTLS(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			n, err := newNAC(c, slog.New(slog.DiscardHandler), eapFlags{vlans: "laptop-1=60"},
+			n, err := New(c, slog.New(slog.DiscardHandler), Options{VLANs: "laptop-1=60"},
 				&cloudlink.OrgCA{Certificates: string(caPEM)}, "51")
 			if err != nil {
 				t.Fatal(err)
@@ -206,7 +206,7 @@ func TestNACEAPTLS(t *testing.T) {
 				TLS: &tls.Config{Certificates: []tls.Certificate{tt.cert}, RootCAs: roots, ServerName: eapCN}})
 			defer sup.Close()
 			rep := eapOverRADIUS(t, n, sup, tt.csid)
-			n.close(context.Background()) // flushes the events that record the outcome
+			n.Close(context.Background()) // flushes the events that record the outcome
 			if rep.Code != tt.code {
 				t.Fatalf("reply %s, want %s", rep.Code, tt.code)
 			}
@@ -233,21 +233,21 @@ func TestNewNACFlags(t *testing.T) {
 	org := &cloudlink.OrgCA{Certificates: string(caPEM)}
 	tests := []struct {
 		name  string
-		f     eapFlags
+		f     Options
 		org   *cloudlink.OrgCA
 		ok    bool
 		serve bool
 	}{
-		{"MAB only", eapFlags{}, nil, true, false},
-		{"EAP with a lab-issued certificate", eapFlags{}, org, true, true},
-		{"EAP flags without an org CA", eapFlags{vlans: "a=1"}, nil, false, false},
-		{"cert without key", eapFlags{cert: "x.pem"}, org, false, false},
-		{"missing cert file", eapFlags{cert: "/nonexistent.pem", key: "/nonexistent.key"}, org, false, false},
-		{"bad VLAN item", eapFlags{vlans: "a"}, org, false, false},
-		{"org CA without certificates", eapFlags{}, &cloudlink.OrgCA{Certificates: "nope"}, false, false},
+		{"MAB only", Options{}, nil, true, false},
+		{"EAP with a lab-issued certificate", Options{}, org, true, true},
+		{"EAP flags without an org CA", Options{VLANs: "a=1"}, nil, false, false},
+		{"cert without key", Options{Cert: "x.pem"}, org, false, false},
+		{"missing cert file", Options{Cert: "/nonexistent.pem", Key: "/nonexistent.key"}, org, false, false},
+		{"bad VLAN item", Options{VLANs: "a"}, org, false, false},
+		{"org CA without certificates", Options{}, &cloudlink.OrgCA{Certificates: "nope"}, false, false},
 	}
 	for _, tt := range tests {
-		n, err := newNAC(c, slog.New(slog.DiscardHandler), tt.f, tt.org, "51")
+		n, err := New(c, slog.New(slog.DiscardHandler), tt.f, tt.org, "51")
 		if (err == nil) != tt.ok {
 			t.Errorf("%s: err %v", tt.name, err)
 			continue
@@ -256,7 +256,7 @@ func TestNewNACFlags(t *testing.T) {
 			if (n.eap != nil) != tt.serve {
 				t.Errorf("%s: EAP served %v", tt.name, n.eap != nil)
 			}
-			n.close(context.Background())
+			n.Close(context.Background())
 		}
 	}
 }
@@ -278,7 +278,7 @@ func TestClientFlag(t *testing.T) {
 		{"sw=host:x", "", "", true},
 	}
 	for _, tt := range tests {
-		var c clientFlag
+		var c ClientsFlag
 		err := c.Set(tt.in)
 		if (err != nil) != tt.wantErr {
 			t.Errorf("Set(%q) = %v", tt.in, err)
@@ -295,7 +295,7 @@ func FuzzClientFlag(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		var c clientFlag
+		var c ClientsFlag
 		if c.Set(s) == nil && (c[0].Name == "" || c[0].Secret == "" || c[0].Address == "") {
 			t.Fatalf("Set(%q) = %+v", s, c[0])
 		}

@@ -1,4 +1,4 @@
-package main
+package labnac
 
 import (
 	"context"
@@ -30,40 +30,43 @@ var radsecClient = &proxy.Client{Name: "radsec", Secret: radsecSecret}
 // when --eap-cert is not given.
 const eapCN = "mxcloud-nac"
 
-// nac is the lab NAC's RADIUS side: MAB decided by the lab cloud's
+// NAC is the lab NAC's RADIUS side: MAB decided by the lab cloud's
 // allow-list, EAP-TLS by the edge's own authenticator (edge/nac) against
 // the org CA when one is configured, accounting acknowledged, anything
 // else (passwords, EAP without an org CA) rejected. The edge's id is the
 // CN of its RadSec client certificate.
-type nac struct {
+type NAC struct {
 	cloud *labcloud.Cloud
 	log   *slog.Logger
 	eap   *localnac.Authenticator // nil: EAP is rejected
 }
 
-// eapFlags configure the lab's EAP-TLS.
-type eapFlags struct {
-	cert, key string
-	vlans     string
+// Options configure the lab's EAP-TLS; they are mxcloud serve's --eap-*
+// flags, and their errors name those flags.
+type Options struct {
+	Cert, Key string // EAP server certificate and key files (PEM); both empty: issued by the lab CA
+	VLANs     string // ID=VLAN,...: VLAN by certificate identity
 }
 
-func (f *eapFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.cert, "eap-cert", "", "EAP-TLS server certificate (PEM) of the lab NAC (default: issued by the lab CA)")
-	fs.StringVar(&f.key, "eap-key", "", "key of --eap-cert (PEM)")
-	fs.StringVar(&f.vlans, "eap-vlan", "", "EAP-TLS VLAN by certificate identity (CN, else SAN): ID=VLAN,...; others get --default-dot1x-vlan")
+// Register binds o to --eap-cert, --eap-key and --eap-vlan on fs.
+func (o *Options) Register(fs *flag.FlagSet) {
+	fs.StringVar(&o.Cert, "eap-cert", "", "EAP-TLS server certificate (PEM) of the lab NAC (default: issued by the lab CA)")
+	fs.StringVar(&o.Key, "eap-key", "", "key of --eap-cert (PEM)")
+	fs.StringVar(&o.VLANs, "eap-vlan", "", "EAP-TLS VLAN by certificate identity (CN, else SAN): ID=VLAN,...; others get --default-dot1x-vlan")
 }
 
-// newNAC builds the lab NAC. EAP-TLS is served when orgCA is set: client
-// certificates must chain to it (and pass its CRLs).
-func newNAC(cl *labcloud.Cloud, log *slog.Logger, f eapFlags, orgCA *cloudlink.OrgCA, dot1xVLAN string) (*nac, error) {
-	n := &nac{cloud: cl, log: log}
+// New builds the lab NAC over cl's allow-list. EAP-TLS is served when
+// orgCA is set: client certificates must chain to it (and pass its CRLs);
+// those not listed in o.VLANs get dot1xVLAN. Close flushes what it queued.
+func New(cl *labcloud.Cloud, log *slog.Logger, o Options, orgCA *cloudlink.OrgCA, dot1xVLAN string) (*NAC, error) {
+	n := &NAC{cloud: cl, log: log}
 	if orgCA == nil {
-		if f.cert != "" || f.key != "" || f.vlans != "" {
+		if o.Cert != "" || o.Key != "" || o.VLANs != "" {
 			return nil, errors.New("--eap-cert, --eap-key and --eap-vlan need --org-ca")
 		}
 		return n, nil
 	}
-	vlans, err := parseEAPVLANs(f.vlans)
+	vlans, err := parseEAPVLANs(o.VLANs)
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +78,7 @@ func newNAC(cl *labcloud.Cloud, log *slog.Logger, f eapFlags, orgCA *cloudlink.O
 	if err != nil {
 		return nil, fmt.Errorf("--org-ca/--org-crl: %w", err)
 	}
-	cert, err := eapCertificate(cl, f)
+	cert, err := eapCertificate(cl, o)
 	if err != nil {
 		return nil, err
 	}
@@ -102,21 +105,23 @@ func newNAC(cl *labcloud.Cloud, log *slog.Logger, f eapFlags, orgCA *cloudlink.O
 	return n, nil
 }
 
-func eapCertificate(cl *labcloud.Cloud, f eapFlags) (*tls.Certificate, error) {
+// eapCertificate is the EAP server's certificate: o's files, else one the
+// lab CA issues for eapCN.
+func eapCertificate(cl *labcloud.Cloud, o Options) (*tls.Certificate, error) {
 	var certPEM, keyPEM []byte
 	var err error
 	switch {
-	case f.cert == "" && f.key == "":
+	case o.Cert == "" && o.Key == "":
 		if certPEM, keyPEM, err = cl.NewServerPair(eapCN); err != nil {
 			return nil, err
 		}
-	case f.cert == "" || f.key == "":
+	case o.Cert == "" || o.Key == "":
 		return nil, errors.New("--eap-cert and --eap-key go together")
 	default:
-		if certPEM, err = os.ReadFile(f.cert); err != nil {
+		if certPEM, err = os.ReadFile(o.Cert); err != nil {
 			return nil, fmt.Errorf("--eap-cert: %w", err)
 		}
-		if keyPEM, err = os.ReadFile(f.key); err != nil {
+		if keyPEM, err = os.ReadFile(o.Key); err != nil {
 			return nil, fmt.Errorf("--eap-key: %w", err)
 		}
 	}
@@ -143,14 +148,16 @@ func parseEAPVLANs(s string) (map[string]string, error) {
 	return out, nil
 }
 
-// close flushes the EAP side's queued events (which record accepts).
-func (n *nac) close(ctx context.Context) {
+// Close flushes the EAP side's queued events (which record accepts).
+func (n *NAC) Close(ctx context.Context) {
 	if n.eap != nil {
 		_ = n.eap.Close(ctx)
 	}
 }
 
-func (n *nac) ServeRADIUS(ctx context.Context, req *proxy.Request) ([]byte, proxy.Outcome) {
+// ServeRADIUS answers one request from an edge's RadSec connection; it is
+// the proxy.Handler behind mxcloud's RadSec server.
+func (n *NAC) ServeRADIUS(ctx context.Context, req *proxy.Request) ([]byte, proxy.Outcome) {
 	p := req.Packet
 	edgeID := ""
 	if req.Client != nil {
@@ -221,7 +228,7 @@ func edgeClient(p *packet.Packet) (vendor, name string) {
 // Proxy-State copied, signed) with the extra attributes, then the RFC 3580
 // VLAN trio when vlan is set.
 // Inside RadSec the secret is always "radsec", whoever the client is.
-func (n *nac) reply(req *packet.Packet, code packet.Code, vlan string, extra ...cloudlink.Attribute) ([]byte, proxy.Outcome) {
+func (n *NAC) reply(req *packet.Packet, code packet.Code, vlan string, extra ...cloudlink.Attribute) ([]byte, proxy.Outcome) {
 	b, err := proxy.Reply(&proxy.Request{Packet: req, Client: radsecClient}, code, func(b []byte) ([]byte, error) {
 		var err error
 		for _, a := range extra {
@@ -298,13 +305,14 @@ func (s *labStore) AppendEvent(ev cache.Event) error {
 	return nil
 }
 
-// clientFlag collects --client NAME=ADDRESS:SECRET. The secret is
-// everything after the first colon that follows the address, so an IPv6
-// address needs its prefix length (2001:db8::/32:secret) or brackets
-// ([2001:db8::1]:secret).
-type clientFlag []cloudlink.RADIUSClient
+// ClientsFlag collects --client NAME=ADDRESS:SECRET: the RADIUS clients the
+// lab cloud pushes to edges. The secret is everything after the first colon
+// that follows the address, so an IPv6 address needs its prefix length
+// (2001:db8::/32:secret) or brackets ([2001:db8::1]:secret).
+type ClientsFlag []cloudlink.RADIUSClient
 
-func (c *clientFlag) String() string {
+// String is the flag.Value form: NAME=ADDRESS,... (secrets left out).
+func (c *ClientsFlag) String() string {
 	var names []string
 	for _, x := range *c {
 		names = append(names, x.Name+"="+x.Address)
@@ -312,7 +320,8 @@ func (c *clientFlag) String() string {
 	return strings.Join(names, ",")
 }
 
-func (c *clientFlag) Set(s string) error {
+// Set adds one client; every client must sign with Message-Authenticator.
+func (c *ClientsFlag) Set(s string) error {
 	name, rest, ok := strings.Cut(s, "=")
 	if !ok || name == "" {
 		return fmt.Errorf("%q: want NAME=IP-or-CIDR:SECRET", s)
