@@ -210,7 +210,7 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	// The addresses bound, not the configured ones: with port 0 in the
 	// config this line is where a supervisor or a test learns the ports.
 	a.log.Info("mxedge ready", "version", opts.Version, "auth", a.boundAddrs("auth"),
-		"acct", a.boundAddrs("acct"), "clients", len(cfg.RADIUS.Clients),
+		"acct", a.boundAddrs("acct"), "radsec", a.radsecAddrs(), "clients", len(cfg.RADIUS.Clients),
 		"cloud", a.cloudRS.Servers, "metrics", a.metricsAddr())
 	go a.runWatchdog(ctx)
 	return a, nil
@@ -402,6 +402,17 @@ func (a *App) boundAddrs(kind string) []string {
 		if c.kind == kind {
 			out = append(out, c.pc.LocalAddr().String())
 		}
+	}
+	return out
+}
+
+// radsecAddrs returns the RadSec listener's bound addresses as host:port,
+// an empty list (not null) when the listener is off, so the ready line
+// always names it.
+func (a *App) radsecAddrs() []string {
+	out := []string{}
+	for _, ad := range a.RadSecAddrs() {
+		out = append(out, ad.String())
 	}
 	return out
 }

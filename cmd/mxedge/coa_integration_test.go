@@ -78,7 +78,7 @@ func TestCoARelayRealEdge(t *testing.T) {
 	const swSecret, laxSecret = "switch-coa-secret-51f0a2", "lax-switch-secret-77ab01"
 	sw := startSwitch(t, "127.0.0.5", swSecret, false)
 	lax := startSwitch(t, "127.0.0.6", laxSecret, true)
-	sec, addr := radsecSection(t, p, "")
+	sec := radsecSection(p, "")
 	sec = strings.Replace(sec, "client_ca: "+p.RadSecCAFile, "client_ca: "+p.OrgCAFile, 1)
 	e, _ := startLocalEdge(t, p, p.EAPServerECDSA, func(c *edgeConfig) {
 		c.Extra = sec
@@ -96,6 +96,7 @@ func TestCoARelayRealEdge(t *testing.T) {
       coa_disable_event_timestamp_check: true
 `, swSecret, sw.addr.Port(), laxSecret, lax.addr.Port())
 	})
+	addr := e.RadSec
 	cloudCert := device{Cert: p.RadSecClient.Chain, Key: p.RadSecClient.Key}
 	cloud := dialRadSec(t, addr, p.RadSecCAFile, cloudCert)
 	outer := t

@@ -77,11 +77,9 @@ func TestDebInstallRegisterServe(t *testing.T) {
 		"--log=/dev/null", "--install", debs[0])
 	uid, gid := passwdIDs(t, filepath.Join(root, "etc/passwd"), "mxedge")
 
-	// The operator's edit: the switch as a client, loopback ports (the
-	// test shares the host), no RadSec listener (no device certificates).
-	auth := peers.FreeLoopbackPort(t, "udp")
-	acct := peers.FreeLoopbackPort(t, "udp")
-	met := peers.FreeLoopbackPort(t, "tcp")
+	// The operator's edit: the switch as a client, loopback port 0 (the
+	// test shares the host; the ready line names the ports bound), no
+	// RadSec listener (no device certificates).
 	cfgPath := filepath.Join(root, "etc/mxedge/config.yaml")
 	b, err := os.ReadFile(cfgPath)
 	if err != nil {
@@ -89,9 +87,9 @@ func TestDebInstallRegisterServe(t *testing.T) {
 	}
 	cfg := string(b)
 	for _, r := range []struct{ old, new string }{
-		{`auth_listen: [":1812"]`, fmt.Sprintf(`auth_listen: ["127.0.0.1:%d"]`, auth)},
-		{`acct_listen: [":1813"]`, fmt.Sprintf(`acct_listen: ["127.0.0.1:%d"]`, acct)},
-		{`listen: 127.0.0.1:9812`, fmt.Sprintf(`listen: 127.0.0.1:%d`, met)},
+		{`auth_listen: [":1812"]`, `auth_listen: ["127.0.0.1:0"]`},
+		{`acct_listen: [":1813"]`, `acct_listen: ["127.0.0.1:0"]`},
+		{`listen: 127.0.0.1:9812`, `listen: 127.0.0.1:0`},
 		{`listen: [":2083"]`, `listen: []`},
 	} {
 		if !strings.Contains(cfg, r.old) {
@@ -175,7 +173,13 @@ echo ready; exec sleep 300`, root, work))
 			t.Logf("daemon log:\n%s", logs.String())
 		}
 	})
-	waitLine(t, exited, logs, "mxedge ready")
+	addrs, err := readyAddrs(waitLine(t, exited, logs, "mxedge ready"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if addrs.RadSec != "" {
+		t.Errorf("RadSec listener on %s, configured off", addrs.RadSec)
+	}
 	if l := logs.String(); strings.Contains(l, "level=ERROR") {
 		t.Errorf("an unregistered fresh install logs errors:\n%s", l)
 	}
@@ -209,7 +213,7 @@ echo ready; exec sleep 300`, root, work))
 	var res peers.Result
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		res, err = peers.Radclient(ctxFor(t, 10*time.Second), fmt.Sprintf("127.0.0.1:%d", auth), labSecret, "auth", mabAttrs(mabMAC))
+		res, err = peers.Radclient(ctxFor(t, 10*time.Second), addrs.Auth, labSecret, "auth", mabAttrs(mabMAC))
 		if err == nil && res.Code == "Access-Accept" || time.Now().After(deadline) {
 			break
 		}
@@ -293,10 +297,17 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func waitLine(t *testing.T, exited chan struct{}, logs *syncBuffer, line string) {
+// waitLine waits for the first whole log line containing line and
+// returns it.
+func waitLine(t *testing.T, exited chan struct{}, logs *syncBuffer, line string) string {
 	t.Helper()
 	deadline := time.After(20 * time.Second)
-	for !strings.Contains(logs.String(), line) {
+	for {
+		for l := range strings.Lines(logs.String()) {
+			if strings.Contains(l, line) && strings.HasSuffix(l, "\n") { // whole, not half written
+				return strings.TrimSuffix(l, "\n")
+			}
+		}
 		select {
 		case <-exited:
 			t.Fatalf("the daemon exited before %q:\n%s", line, logs.String())

@@ -67,12 +67,20 @@ func TestMain(m *testing.M) {
 type edgeProc struct {
 	cmd     *exec.Cmd
 	cfgPath string
-	Auth    string
-	Acct    string
-	Metrics string
+	bound   // the addresses its ready line named: e.Auth, e.RadSec...
 	mu      sync.Mutex
 	log     strings.Builder
 	exited  chan struct{}
+}
+
+// bound is what a ready line says the daemon bound, each as the
+// 127.0.0.1:port a test sends to.
+type bound struct {
+	Auth    string
+	Acct    string
+	Metrics string
+	// RadSec is the first RadSec listener's address; "" when it is off.
+	RadSec string
 }
 
 // edgeConfig is what a test varies in the generated config.
@@ -220,7 +228,7 @@ func startEdge(t testing.TB, c edgeConfig) *edgeProc {
 	select {
 	case line := <-ready:
 		var err error
-		if e.Auth, e.Acct, e.Metrics, err = readyAddrs(line); err != nil {
+		if e.bound, err = readyAddrs(line); err != nil {
 			t.Fatalf("%v\n%s", err, e.Log())
 		}
 	case <-e.exited:
@@ -231,14 +239,16 @@ func startEdge(t testing.TB, c edgeConfig) *edgeProc {
 	return e
 }
 
-// readyAddrs reads the bound auth, acct and metrics addresses from the
-// daemon's text-format ready line, where a list is a quoted JSON array:
+// readyAddrs reads the bound auth, acct, RadSec and metrics addresses
+// from the daemon's text-format ready line, where a non-empty list is a
+// quoted JSON array:
 //
-//	msg="mxedge ready" auth="[\"127.0.0.1:40001\"]" acct=... metrics=127.0.0.1:40003
+//	msg="mxedge ready" auth="[\"127.0.0.1:40001\"]" acct=... radsec=[] metrics=127.0.0.1:40003
 //
 // Each is returned as 127.0.0.1:port, the address tests send to even when
-// the listener is a wildcard (ListenHost 0.0.0.0).
-func readyAddrs(line string) (auth, acct, metrics string, err error) {
+// the listener is a wildcard (ListenHost 0.0.0.0). Auth, acct and metrics
+// are required; radsec must be there but may be empty (listener off).
+func readyAddrs(line string) (b bound, err error) {
 	loopback := func(key, hostport string) (string, error) {
 		_, port, err := net.SplitHostPort(hostport)
 		if err != nil || port == "0" {
@@ -246,29 +256,37 @@ func readyAddrs(line string) (auth, acct, metrics string, err error) {
 		}
 		return net.JoinHostPort("127.0.0.1", port), nil
 	}
-	first := func(key string) (string, error) {
+	first := func(key string, required bool) (string, error) {
 		v, err := logValue(line, key)
 		if err != nil {
 			return "", err
 		}
 		var list []string
-		if err := json.Unmarshal([]byte(v), &list); err != nil || len(list) == 0 {
+		if err := json.Unmarshal([]byte(v), &list); err != nil || list == nil || (required && len(list) == 0) {
 			return "", fmt.Errorf("ready line: %s=%s is not a list of addresses", key, v)
+		}
+		if len(list) == 0 {
+			return "", nil
 		}
 		return loopback(key, list[0])
 	}
-	if auth, err = first("auth"); err != nil {
-		return
+	if b.Auth, err = first("auth", true); err != nil {
+		return bound{}, err
 	}
-	if acct, err = first("acct"); err != nil {
-		return
+	if b.Acct, err = first("acct", true); err != nil {
+		return bound{}, err
+	}
+	if b.RadSec, err = first("radsec", false); err != nil {
+		return bound{}, err
 	}
 	m, err := logValue(line, "metrics")
 	if err != nil {
-		return
+		return bound{}, err
 	}
-	metrics, err = loopback("metrics", m)
-	return
+	if b.Metrics, err = loopback("metrics", m); err != nil {
+		return bound{}, err
+	}
+	return b, nil
 }
 
 // logValue returns key's value in a slog text line, unquoted.

@@ -110,12 +110,13 @@ func TestFederationRealPeers(t *testing.T) {
 		t.Skip("real-peer test")
 	}
 	p := labPKI(t)
-	sec, rsAddr := radsecSection(t, p, "")
+	sec := radsecSection(p, "")
 	// Devices chain to the org CA, so that the lab RadSec CA (cloud.radsec.ca)
 	// is the cloud's alone.
 	sec = strings.Replace(sec, "client_ca: "+p.RadSecCAFile, "client_ca: "+p.OrgCAFile, 1)
 	l := startFedLab(t, "1s", sec)
 	e := l.edge
+	rsAddr := e.RadSec
 	cloudCert := device{Cert: p.RadSecClient.Chain, Key: p.RadSecClient.Key}
 
 	t.Run("status shows routes, pools and CoA targets", func(t *testing.T) {

@@ -34,8 +34,9 @@ func BenchmarkRadSecListenerMAB(b *testing.B) {
 		mab[m] = "42"
 	}
 	cloud := peers.MustFreeRADIUS(b, peers.FreeRADIUSOptions{PKI: p, RadSec: true, MAB: mab})
-	sec, edgeRS := radsecSection(b, p, "")
+	sec := radsecSection(p, "")
 	e := startEdge(b, edgeConfig{Secret: labSecret, Upstreams: []string{cloud.RadSecAddr}, PKI: p, Extra: sec, LogLevel: "info"})
+	edgeRS := e.RadSec
 
 	now := time.Now()
 	dev := mintDevice(b, p.RadSecCA, "ap-bench.ap.example.net", now.Add(-time.Hour), now.Add(24*time.Hour))

@@ -45,9 +45,9 @@ func TestRadSecCluster(t *testing.T) {
 			"--cloud", cloud.lab.API, "--cloud-ca", cloud.lab.CA, "--state-dir", state); rc != 0 {
 			t.Fatalf("register edge %d: exit %d\n%s", i, rc, out)
 		}
-		sec, addr := radsecSection(t, p, "")
+		sec := radsecSection(p, "")
 		e := startEdge(t, edgeConfig{Secret: labSecret, StateDir: state, Mode: "auto", NoCloudSection: true, Extra: sec})
-		edges, addrs = append(edges, e), append(addrs, addr)
+		edges, addrs = append(edges, e), append(addrs, e.RadSec)
 	}
 	for i, e := range edges {
 		if !waitFor(20*time.Second, func() bool { return cacheTotal(t, e) == seeded }) {

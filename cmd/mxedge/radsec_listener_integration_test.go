@@ -90,21 +90,20 @@ func mintLeaf(t testing.TB, ca *labpki.Cert, cn string, from, to time.Time, edit
 	return d
 }
 
-// radsecSection is the YAML of a RadSec listener on a free loopback port
+// radsecSection is the YAML of a RadSec listener on loopback port 0
 // serving the lab RadSec server certificate to devices of the lab RadSec
-// CA; more is appended inside the section (lines indented by two).
-func radsecSection(t testing.TB, p *labpki.PKI, more string) (yaml, addr string) {
-	port := peers.FreeLoopbackPort(t, "tcp")
-	addr = fmt.Sprintf("127.0.0.1:%d", port)
+// CA; more is appended inside the section (lines indented by two). The
+// daemon names the port it bound in its ready line: e.RadSec.
+func radsecSection(p *labpki.PKI, more string) string {
 	return fmt.Sprintf(`radsec:
-  listen: [%q]
+  listen: ["127.0.0.1:0"]
   cert: %s
   key: %s
   client_ca: %s
   allowed_subjects: %s
   sites:
     - {match: "*.hq.ap.example.net", site: hq}
-%s`, addr, p.RadSecServer.Chain, p.RadSecServer.Key, p.RadSecCAFile, apSubjects, more), addr
+%s`, p.RadSecServer.Chain, p.RadSecServer.Key, p.RadSecCAFile, apSubjects, more)
 }
 
 // accessPoint starts radsecproxy as a managed access point with the given
@@ -133,8 +132,9 @@ func TestRadSecListenerOnline(t *testing.T) {
 	}
 	p := labPKI(t)
 	nac := labNAC(t, p)
-	sec, addr := radsecSection(t, p, "")
+	sec := radsecSection(p, "")
 	e := startEdge(t, edgeConfig{Secret: labSecret, Upstreams: []string{nac.RadSecAddr}, PKI: p, Extra: sec})
+	addr := e.RadSec
 	now := time.Now()
 	ap := accessPoint(t, p, mintDevice(t, p.RadSecCA, "ap-01.hq.ap.example.net", now.Add(-time.Hour), now.Add(24*time.Hour)), addr)
 
@@ -187,8 +187,9 @@ func TestRadSecListenerSurvival(t *testing.T) {
 		peers.RequireBin(t, b)
 	}
 	p := labPKI(t)
-	sec, addr := radsecSection(t, p, "")
+	sec := radsecSection(p, "")
 	e, _ := startLocalEdge(t, p, p.EAPServerECDSA, func(c *edgeConfig) { c.Extra = sec })
+	addr := e.RadSec
 	now := time.Now()
 	ap := accessPoint(t, p, mintDevice(t, p.RadSecCA, "ap-02.hq.ap.example.net", now.Add(-time.Hour), now.Add(24*time.Hour)), addr)
 
@@ -229,8 +230,9 @@ func TestRadSecListenerSurvival(t *testing.T) {
 // the allowed device still gets through.
 func TestRadSecListenerRefusesCertificates(t *testing.T) {
 	p := labPKI(t)
-	sec, addr := radsecSection(t, p, "")
+	sec := radsecSection(p, "")
 	e := startEdge(t, edgeConfig{Secret: labSecret, PKI: p, Extra: sec})
+	addr := e.RadSec
 	now := time.Now()
 	cases := []struct {
 		name string
@@ -310,8 +312,9 @@ func TestRadSecListenerFlood(t *testing.T) {
 		peers.RequireBin(t, b)
 	}
 	p := labPKI(t)
-	sec, addr := radsecSection(t, p, "  handshake_timeout: 2s\n  max_connections_per_source: 16\n")
+	sec := radsecSection(p, "  handshake_timeout: 2s\n  max_connections_per_source: 16\n")
 	e, _ := startLocalEdge(t, p, p.EAPServerECDSA, func(c *edgeConfig) { c.Extra = sec; c.LogLevel = "info" })
+	addr := e.RadSec
 	now := time.Now()
 	dev := mintDevice(t, p.RadSecCA, "ap-06.ap.example.net", now.Add(-time.Hour), now.Add(time.Hour))
 	ap := accessPoint(t, p, dev, addr)

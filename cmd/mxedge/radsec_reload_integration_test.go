@@ -25,10 +25,11 @@ func TestRadSecListenerCertReload(t *testing.T) {
 	}
 	p := labPKI(t)
 	srvCert := mintServer(t, p.RadSecCA)
-	sec, addr := radsecSection(t, p, "")
+	sec := radsecSection(p, "")
 	sec = strings.Replace(sec, p.RadSecServer.Chain, srvCert.Cert, 1)
 	sec = strings.Replace(sec, p.RadSecServer.Key, srvCert.Key, 1)
 	e, _ := startLocalEdge(t, p, p.EAPServerECDSA, func(c *edgeConfig) { c.Extra = sec })
+	addr := e.RadSec
 	now := time.Now()
 	dev := mintDevice(t, p.RadSecCA, "ap-07.ap.example.net", now.Add(-time.Hour), now.Add(time.Hour))
 	ap := accessPoint(t, p, dev, addr)
@@ -96,11 +97,12 @@ func servedSerial(t *testing.T, addr, caFile string, dev device) string {
 // and a device certificate on the same listener still reaches the router.
 func TestRadSecListenerCloudPeer(t *testing.T) {
 	p := labPKI(t)
-	sec, addr := radsecSection(t, p, "")
+	sec := radsecSection(p, "")
 	// Devices chain to the org CA here, so that the lab RadSec CA (the
 	// cloud.radsec.ca of edgeConfig) is the cloud's alone.
 	sec = strings.Replace(sec, "client_ca: "+p.RadSecCAFile, "client_ca: "+p.OrgCAFile, 1)
 	e, _ := startLocalEdge(t, p, p.EAPServerECDSA, func(c *edgeConfig) { c.Extra = sec })
+	addr := e.RadSec
 	cloud := device{Cert: p.RadSecClient.Chain, Key: p.RadSecClient.Key}
 
 	conn := dialRadSec(t, addr, p.RadSecCAFile, cloud)
