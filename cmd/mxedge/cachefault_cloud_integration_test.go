@@ -19,6 +19,7 @@ import (
 // aside (status shows the fault) and refills its cache from the cloud's
 // sync.
 func TestDamagedCacheCloudRebuild(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("real-process test")
 	}

@@ -81,6 +81,7 @@ var cacheDamage = []struct {
 // starts, moves the file aside, answers MAB locally from an empty cache,
 // and counts the fault.
 func TestDamagedCacheStarts(t *testing.T) {
+	t.Parallel()
 	peers.RequireBin(t, "radclient")
 	p := labPKI(t)
 	for _, tt := range cacheDamage {

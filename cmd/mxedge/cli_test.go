@@ -24,6 +24,7 @@ func runCLI(args ...string) (stdout, stderr string, code int) {
 // TestHelpExitsZero: `mxedge CMD --help` prints CMD's usage on stdout
 // and exits 0, for every command.
 func TestHelpExitsZero(t *testing.T) {
+	t.Parallel()
 	cmds := slices.Sorted(func(yield func(string) bool) {
 		for c := range synopses {
 			if !yield(c) {
@@ -44,6 +45,7 @@ func TestHelpExitsZero(t *testing.T) {
 
 // TestVersion: version, commit, Go version and the libcrypto signer.
 func TestVersion(t *testing.T) {
+	t.Parallel()
 	out, _, code := runCLI("version")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	want := []string{"mxedge " + version, "commit: ", "go: go1.", "libcrypto signer: "}
@@ -60,6 +62,7 @@ func TestVersion(t *testing.T) {
 // TestMissingConfig: a --config FILE that does not exist is an error for
 // every command that reads one, never a silent fall back to defaults.
 func TestMissingConfig(t *testing.T) {
+	t.Parallel()
 	missing := filepath.Join(t.TempDir(), "nope.yaml")
 	for _, args := range [][]string{
 		{"run"}, {"check-config"}, {"status"}, {"cache", "ls"}, {"console-token"},
@@ -100,6 +103,7 @@ func fakeDaemon(t *testing.T, dir string) {
 // directory even when the file on disk has become invalid, or with
 // --state-dir and no file at all.
 func TestStatusWithBrokenConfig(t *testing.T) {
+	t.Parallel()
 	state, err := os.MkdirTemp("", "mxst") // short: unix socket paths are limited
 	if err != nil {
 		t.Fatal(err)
@@ -128,6 +132,7 @@ func TestStatusWithBrokenConfig(t *testing.T) {
 // TestCheckConfigFiles: check-config reports what run refuses, as FILE:
 // KEY: reason, and run refuses it with the same line.
 func TestCheckConfigFiles(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "config.yaml")
 	yml := "state_dir: " + dir + "\nsurvivability:\n  mode: local\n  org_ca: " + dir + "/org-ca.pem\n  eap_cert: " + dir +

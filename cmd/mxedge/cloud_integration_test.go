@@ -56,6 +56,7 @@ func runEdgeCmd(t *testing.T, args ...string) (string, int) {
 // registration to find the cloud's RadSec NAC, and authenticates a MAB
 // client through it.
 func TestRegisterAndProxyThroughLabCloud(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("real-process test")
 	}

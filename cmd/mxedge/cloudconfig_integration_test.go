@@ -30,6 +30,7 @@ func registerEdge(t *testing.T, cloud *labCloud) string {
 // at runtime, and a switch using that client's secret authenticates.
 // `mxedge status --json` says the clients came from the cloud.
 func TestCloudPushesRADIUSClients(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("real-process test")
 	}
@@ -74,6 +75,7 @@ func TestCloudPushesRADIUSClients(t *testing.T) {
 // checks the client certificate against --org-ca and gives the VLAN that
 // --eap-vlan names for its identity.
 func TestLabCloudEAPTLSThroughEdge(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("real-process test")
 	}

@@ -71,6 +71,7 @@ func startSwitch(t *testing.T, host, secret string, noMA bool) *fakeSwitch {
 // RadSec, a stale Event-Timestamp is discarded unless the device turns the
 // check off, and an unknown target gets its Error-Cause.
 func TestCoARelayRealEdge(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("real-process test")
 	}

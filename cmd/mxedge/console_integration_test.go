@@ -42,6 +42,7 @@ func artifactDir(t *testing.T) string {
 // the cache and an unknown one given the default VLAN, and the client
 // page shows the cached VLAN. Screenshots of every page are kept.
 func TestConsoleThroughOutage(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("real-process test")
 	}

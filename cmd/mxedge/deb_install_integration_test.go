@@ -34,6 +34,7 @@ import (
 // config is read from the root's etc/mxedge/config.yaml, since /etc/mxedge
 // has no mount point on the host.
 func TestDebInstallRegisterServe(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("real-process test")
 	}

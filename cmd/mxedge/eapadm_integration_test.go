@@ -166,6 +166,7 @@ func sendableFrom(addr string) bool {
 // times; after each kill every request it answered has its NAC event in
 // the cache file's outbox.
 func TestLocalMABEventsSurviveKill(t *testing.T) {
+	t.Parallel()
 	p := labPKI(t)
 	var stateDir string
 	const kills = 4

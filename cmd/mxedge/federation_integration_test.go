@@ -106,6 +106,7 @@ func visitorPAP(user, pass string) []string {
 // proxy: visitors out to two operator servers, home users from them to
 // the cloud, excluded and unroutable realms kept home.
 func TestFederationRealPeers(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("real-peer test")
 	}

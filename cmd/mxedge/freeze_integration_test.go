@@ -92,6 +92,7 @@ func askMAB(target, mac string, id uint8, wait time.Duration) bool {
 // during the freeze and recovery rides on a dial that hangs in the TLS
 // handshake until the thaw.
 func TestCloudFreezeRecovery(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("real-peer test")
 	}

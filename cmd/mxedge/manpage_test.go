@@ -26,6 +26,7 @@ func flagsOf(s string) []string {
 // the flags the command takes (from its --help), and the synopsis --help
 // prints does too.
 func TestManPageSynopsis(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile("../../packaging/deb/mxedge.1")
 	if err != nil {
 		t.Fatal(err)
@@ -69,6 +70,7 @@ func TestManPageSynopsis(t *testing.T) {
 
 // TestCompletionFlags: the bash completion offers every command's flags.
 func TestCompletionFlags(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile("../../packaging/completion/mxedge.bash")
 	if err != nil {
 		t.Fatal(err)

@@ -81,6 +81,7 @@ func startLocalEdge(t testing.TB, p *labpki.PKI, server *labpki.Cert, mods ...fu
 }
 
 func TestLocalNACEAPTLS(t *testing.T) {
+	t.Parallel()
 	peers.RequireBin(t, "eapol_test")
 	p := labPKI(t)
 	e, stateDir := startLocalEdge(t, p, p.EAPServerECDSA)
@@ -174,6 +175,7 @@ func TestLocalNACEAPTLS(t *testing.T) {
 }
 
 func TestLocalNACMAB(t *testing.T) {
+	t.Parallel()
 	peers.RequireBin(t, "radclient")
 	p := labPKI(t)
 	e, _ := startLocalEdge(t, p, p.EAPServerRSA)
@@ -228,6 +230,7 @@ func TestLocalNACMAB(t *testing.T) {
 // radclient takes only an answer from the address it asked, as NASes do.
 // Only 127.0.0.0/8 is a client, so nothing else gets an answer.
 func TestWildcardListenerAnswersFromRequestedAddress(t *testing.T) {
+	t.Parallel()
 	peers.RequireBin(t, "radclient")
 	p := labPKI(t)
 	e, _ := startLocalEdge(t, p, p.EAPServerECDSA, func(c *edgeConfig) {
@@ -250,6 +253,7 @@ func TestWildcardListenerAnswersFromRequestedAddress(t *testing.T) {
 // dropped and counted, one without Proxy-State is still answered, and one
 // with both is answered with the Proxy-State echoed.
 func TestLimitProxyState(t *testing.T) {
+	t.Parallel()
 	peers.RequireBin(t, "radclient")
 	p := labPKI(t)
 	e, _ := startLocalEdge(t, p, p.EAPServerECDSA, func(c *edgeConfig) {
@@ -283,6 +287,7 @@ func TestLimitProxyState(t *testing.T) {
 // when the build and the machine have it: its signatures must verify and
 // the MPPE keys match in TLS 1.2 (PKCS #1 v1.5 or PSS) and 1.3 (PSS).
 func TestLocalNACEAPTLSRSAServerKey(t *testing.T) {
+	t.Parallel()
 	peers.RequireBin(t, "eapol_test")
 	p := labPKI(t)
 	e, _ := startLocalEdge(t, p, p.EAPServerRSA)

@@ -84,6 +84,7 @@ func mabAttrs(mac string) []string {
 // eapol_test (the third-party switch and supplicant) and two FreeRADIUS
 // RadSec servers (the cloud NAC).
 func TestProxyRealPeers(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("real-peer test")
 	}
@@ -230,6 +231,7 @@ func TestProxyRealPeers(t *testing.T) {
 // request stream: mxedge must be back within about a second of the
 // upstream's return and lose at most what was in flight at the restart.
 func TestProxyUpstreamRestart(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("real-peer test")
 	}

@@ -20,6 +20,7 @@ import (
 // killed mid-stream and every request is answered by the second once
 // radsecproxy has failed over (with the retransmissions a NAS makes).
 func TestRadSecCluster(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("real-process test")
 	}

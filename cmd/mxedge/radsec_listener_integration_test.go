@@ -124,6 +124,7 @@ func accessPoint(t *testing.T, p *labpki.PKI, d device, servers ...string) *peer
 // the edge over RadSec is answered through the cloud, MAB and EAP-TLS,
 // with the cloud's VLANs and working MPPE keys.
 func TestRadSecListenerOnline(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("real-peer test")
 	}
@@ -183,6 +184,7 @@ func TestRadSecListenerOnline(t *testing.T) {
 // TestRadSecListenerSurvival: in survival the same AP's clients are
 // answered by the local NAC from the cache, unknown ones by default VLAN.
 func TestRadSecListenerSurvival(t *testing.T) {
+	t.Parallel()
 	for _, b := range []string{"radclient", "radsecproxy", "eapol_test"} {
 		peers.RequireBin(t, b)
 	}
@@ -229,6 +231,7 @@ func TestRadSecListenerSurvival(t *testing.T) {
 // certificate and a name outside allowed_subjects fail the handshake;
 // the allowed device still gets through.
 func TestRadSecListenerRefusesCertificates(t *testing.T) {
+	t.Parallel()
 	p := labPKI(t)
 	sec := radsecSection(p, "")
 	e := startEdge(t, edgeConfig{Secret: labSecret, PKI: p, Extra: sec})

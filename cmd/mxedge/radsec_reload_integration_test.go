@@ -20,6 +20,7 @@ import (
 // new connections after SIGHUP, and the access point's open connection
 // stays up and keeps being answered.
 func TestRadSecListenerCertReload(t *testing.T) {
+	t.Parallel()
 	for _, b := range []string{"radclient", "radsecproxy"} {
 		peers.RequireBin(t, b)
 	}
@@ -96,6 +97,7 @@ func servedSerial(t *testing.T, addr, caFile string, dev device) string {
 // device, and roaming requests with no federation, are refused clearly,
 // and a device certificate on the same listener still reaches the router.
 func TestRadSecListenerCloudPeer(t *testing.T) {
+	t.Parallel()
 	p := labPKI(t)
 	sec := radsecSection(p, "")
 	// Devices chain to the org CA here, so that the lab RadSec CA (the

@@ -6,6 +6,7 @@ import "testing"
 // log handler writes them (non-empty lists as quoted JSON, an empty one
 // bare).
 func TestReadyAddrs(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, line string
 		want       bound

@@ -15,6 +15,7 @@ import (
 // outage: a Disconnect to the aruba switch, a CoA Reauthenticate to the
 // cisco one, each on its coa_port with its own secret.
 func TestReauthorizeAfterOutage(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("real-peer test")
 	}

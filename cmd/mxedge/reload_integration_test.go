@@ -17,6 +17,7 @@ import (
 // new one works, and a request stream from another client running across
 // the reload loses nothing.
 func TestReloadRotatesSecret(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("real-peer test")
 	}

@@ -130,6 +130,7 @@ func cacheTotal(t *testing.T, e *edgeProc) int {
 // cursors, and uploads the NAC events it produced while the cloud was
 // down, each counted once by the cloud.
 func TestCloudSyncLearnResyncEvents(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("real-process test")
 	}
@@ -277,6 +278,7 @@ func TestCloudSyncLearnResyncEvents(t *testing.T) {
 // locked by a process that does not answer on the control socket is
 // reported as such instead of hanging.
 func TestStatusCacheCLIOffline(t *testing.T) {
+	t.Parallel()
 	state := t.TempDir()
 	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte("state_dir: "+state+"\n"), 0o600); err != nil {

@@ -14,6 +14,7 @@ import (
 // same MAC with a Cisco-AVPair for the cisco switch and an Aruba-User-Role
 // for the aruba one.
 func TestCloudAnswersByClientVendor(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("real-process test")
 	}

@@ -34,6 +34,7 @@ const failbackBound = wanUpAfter*wanProbeInterval + wanProbeInterval + wanFallba
 // cloud NAC, over RadSec) plus the lab cloud (registration, sync, events),
 // both behind relays the test cuts, once by RST and once by blackhole.
 func TestWANCut(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("real-peer test")
 	}
@@ -239,6 +240,7 @@ func cloudEventTypes(t testing.TB, dir string) map[string]int {
 // Here default_dot1x_vlan is set, so an 802.1X client the cache doesn't
 // know gets it.
 func TestCloudKilledMidLoad(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("real-peer test")
 	}

@@ -144,6 +144,12 @@ func FreePort(network string) (int, error) {
 	var last error
 	for range 64 {
 		port := lo + rand.IntN(hi-lo)
+		// Tests of one package run in parallel in one process: a port
+		// handed out once is never handed out again, so two peers started
+		// at the same moment cannot both be given it.
+		if _, taken := handedOut.LoadOrStore(port, true); taken {
+			continue
+		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		switch network {
 		case "tcp":
@@ -168,6 +174,9 @@ func FreePort(network string) (int, error) {
 	}
 	return 0, fmt.Errorf("FreePort: no free %s port in %d..%d: %w", network, lo, hi, last)
 }
+
+// handedOut holds every port FreePort has returned in this process.
+var handedOut sync.Map
 
 // belowEphemeral is the range FreePort picks from: from 20000 up to the
 // start of /proc/sys/net/ipv4/ip_local_port_range (32768 when unreadable).
