@@ -503,6 +503,16 @@ func (s *Server) worker(j job) {
 // handle runs the handler for one request in a worker goroutine.
 func (s *Server) handle(sk *socket, w *work, key dedup.Key, to netip.AddrPort) {
 	auth, code, client := w.pkt.Authenticator, w.pkt.Code, w.req.Client
+	// The in-flight slot is freed as soon as the handler returns, before
+	// the answer goes out: a NAS that has its answer must find room for
+	// its next request (or a retransmission of one dropped as overloaded).
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			s.inFlight.Add(-1)
+		}
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			s.dup.Finish(key, auth, nil)
@@ -515,10 +525,11 @@ func (s *Server) handle(sk *socket, w *work, key dedup.Key, to netip.AddrPort) {
 			}
 		}
 		putWork(w)
-		s.inFlight.Add(-1)
+		release()
 		s.handlers.Done()
 	}()
 	reply, outcome := s.cfg.Handler.ServeRADIUS(s.ctx, &w.req)
+	release()
 	if !s.dup.Finish(key, auth, reply) {
 		s.count(client, code, outcomeAbandoned)
 		return
