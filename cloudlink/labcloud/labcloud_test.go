@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mxedge/mxedge/cloudlink"
+	"github.com/mxedge/mxedge/internal/labpki"
 )
 
 func mustCloud(t testing.TB) *Cloud {
@@ -30,12 +31,11 @@ func mustCloud(t testing.TB) *Cloud {
 
 func csrPEM(t *testing.T) string {
 	t.Helper()
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, k)
+	csr, err := labpki.CSRPEM(labpki.ECKey(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+	return string(csr)
 }
 
 func call(t *testing.T, h http.Handler, method, path, body, remote string, tlsState *tls.ConnectionState) (int, cloudlink.Error) {

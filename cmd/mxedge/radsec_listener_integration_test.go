@@ -2,18 +2,12 @@ package main
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -48,46 +42,26 @@ func mintServer(t testing.TB, ca *labpki.Cert) device {
 	})
 }
 
+// mintLeaf issues cn under ca, valid from..to, edited by edit, and writes
+// it with its chain (ca and ca's own intermediates, not the root) and key.
 func mintLeaf(t testing.TB, ca *labpki.Cert, cn string, from, to time.Time, edit func(*x509.Certificate)) device {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
 	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    from,
-		NotAfter:     to,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		Subject:     pkix.Name{CommonName: cn},
+		NotBefore:   from,
+		NotAfter:    to,
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
 	edit(tmpl)
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.X509, &key.PublicKey, ca.Signer)
+	c, err := labpki.Issue(ca, labpki.ECKey(), tmpl)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
+	if err := c.WriteFiles(t.TempDir(), "cert"); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	d := device{Cert: filepath.Join(dir, "cert.pem"), Key: filepath.Join(dir, "key.pem")}
-	chain := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	for _, ic := range ca.Intermediates {
-		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ic.Raw})...)
-	}
-	if ca.X509.Issuer.String() != ca.X509.Subject.String() {
-		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.X509.Raw})...)
-	}
-	if err := os.WriteFile(d.Cert, chain, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(d.Key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return d
+	return device{Cert: c.Chain, Key: c.Key}
 }
 
 // radsecSection is the YAML of a RadSec listener on loopback port 0

@@ -1,18 +1,16 @@
 package config
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mxedge/mxedge/internal/labpki"
 )
 
 var checkNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -21,23 +19,15 @@ var checkNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 // notAfter and its key, and returns their paths.
 func writePair(t *testing.T, dir, name string, notBefore, notAfter time.Time) (string, string) {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c, err := labpki.Issue(nil, labpki.ECKey(), &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+		NotBefore: notBefore, NotAfter: notAfter, IsCA: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: notBefore, NotAfter: notAfter, IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Not WriteFiles: the certificate must be world-readable, the key not.
 	cert, key := filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key")
-	must(t, os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644))
-	must(t, os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600))
+	must(t, os.WriteFile(cert, c.CertPEM(), 0o644))
+	must(t, os.WriteFile(key, c.KeyPEM(), 0o600))
 	return cert, key
 }
 

@@ -131,3 +131,17 @@ func (c *Cert) WriteFiles(dir, name string) error {
 	}
 	return nil
 }
+
+// CSRPEM is a PEM certificate request for key under template t (empty
+// when nil): for the tests that stand in for an edge registering with a
+// cloud, so they too build no X.509 objects of their own.
+func CSRPEM(key crypto.Signer, t *x509.CertificateRequest) ([]byte, error) {
+	if t == nil {
+		t = &x509.CertificateRequest{}
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, t, key)
+	if err != nil {
+		return nil, fmt.Errorf("labpki: request %q: %w", t.Subject.CommonName, err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
+}

@@ -3,6 +3,7 @@ package labpki
 import (
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"os"
 	"path/filepath"
@@ -112,5 +113,47 @@ func TestGenerate(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(pki.Dir, "org-ca-bundle-crl.pem")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestIssueSelfSigned: with no parent, Issue signs t with its own key and
+// keeps the validity it is given, as tests of expiry checks need.
+func TestIssueSelfSigned(t *testing.T) {
+	from := time.Date(2026, 3, 1, 11, 0, 0, 0, time.UTC)
+	c, err := Issue(nil, ECKey(), &x509.Certificate{
+		Subject: pkix.Name{CommonName: "self"}, NotBefore: from, NotAfter: from.Add(time.Hour), IsCA: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.X509.CheckSignatureFrom(c.X509); err != nil {
+		t.Fatalf("not self-signed: %v", err)
+	}
+	if !c.X509.NotBefore.Equal(from) || !c.X509.NotAfter.Equal(from.Add(time.Hour)) || len(c.Intermediates) != 0 {
+		t.Fatalf("validity %v..%v, %d intermediates", c.X509.NotBefore, c.X509.NotAfter, len(c.Intermediates))
+	}
+}
+
+func TestCSRPEM(t *testing.T) {
+	key := ECKey()
+	for _, tmpl := range []*x509.CertificateRequest{nil, {Subject: pkix.Name{CommonName: "edge-1"}}} {
+		data, err := CSRPEM(key, tmpl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blk, _ := pem.Decode(data)
+		if blk == nil || blk.Type != "CERTIFICATE REQUEST" {
+			t.Fatalf("not a PEM request: %q", data)
+		}
+		csr, err := x509.ParseCertificateRequest(blk.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := csr.CheckSignature(); err != nil || !key.PublicKey.Equal(csr.PublicKey) {
+			t.Fatalf("request not signed by key: %v", err)
+		}
+		if tmpl != nil && csr.Subject.CommonName != tmpl.Subject.CommonName {
+			t.Fatalf("subject %q", csr.Subject.CommonName)
+		}
 	}
 }

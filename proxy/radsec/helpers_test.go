@@ -2,17 +2,12 @@ package radsec
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"math/big"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/mxedge/mxedge/internal/labpki"
 	"github.com/mxedge/mxedge/proxy"
 	"github.com/mxedge/mxedge/proxy/packet"
 )
@@ -63,26 +59,23 @@ func TestMain(m *testing.M) {
 }
 
 func makePKI(t testing.TB, dir string) *pki {
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "mxedge test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	ca, err := labpki.Issue(nil, labpki.ECKey(), &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "mxedge test CA"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		IsCA:         true,
+		KeyUsage:     x509.KeyUsageCertSign,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, _ := x509.ParseCertificate(caDER)
-	writePEM(t, filepath.Join(dir, "ca.pem"), "CERTIFICATE", caDER)
+	if err := ca.WriteFiles(dir, "ca"); err != nil {
+		t.Fatal(err)
+	}
 	leaf := func(name string, serial int64, eku x509.ExtKeyUsage) tls.Certificate {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{
+		c, err := labpki.Issue(ca, labpki.ECKey(), &x509.Certificate{
 			SerialNumber: big.NewInt(serial),
 			Subject:      pkix.Name{CommonName: name},
 			NotBefore:    now.Add(-time.Hour),
@@ -91,33 +84,27 @@ func makePKI(t testing.TB, dir string) *pki {
 			ExtKeyUsage:  []x509.ExtKeyUsage{eku},
 			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
 			DNSNames:     []string{"localhost"},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		kder, _ := x509.MarshalECPrivateKey(key)
-		cp, kp := filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key")
-		writePEM(t, cp, "CERTIFICATE", der)
-		writePEM(t, kp, "EC PRIVATE KEY", kder)
-		c, err := tls.LoadX509KeyPair(cp, kp)
+		if err := c.WriteFiles(dir, name); err != nil {
+			t.Fatal(err)
+		}
+		pair, err := tls.LoadX509KeyPair(c.Cert, c.Key)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return c
+		return pair
 	}
 	p := &pki{pool: x509.NewCertPool()}
-	pemCA, _ := os.ReadFile(filepath.Join(dir, "ca.pem"))
-	p.pool.AppendCertsFromPEM(pemCA)
+	pemCA, err := os.ReadFile(ca.Cert)
+	if err != nil || !p.pool.AppendCertsFromPEM(pemCA) {
+		t.Fatalf("CA %s: %v", ca.Cert, err)
+	}
 	p.server = leaf("server", 2, x509.ExtKeyUsageServerAuth)
 	p.client = leaf("cloud-test", 3, x509.ExtKeyUsageClientAuth)
 	return p
-}
-
-func writePEM(t testing.TB, path, typ string, der []byte) {
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func (p *pki) clientTLS() *tls.Config {
