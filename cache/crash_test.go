@@ -69,7 +69,7 @@ func TestCrashMidSync(t *testing.T) {
 	lastSeen := -1
 	for round := range 3 {
 		killAfter := lastSeen + 8
-		runAndKill(t, round, "TestHelperProcess", crashEnv, path, func(line string) bool {
+		s := runAndKill(t, round, "TestHelperProcess", crashEnv, path, func(line string) bool {
 			var p int
 			if _, err := fmt.Sscanf(line, "committed %d", &p); err != nil {
 				t.Logf("child: %s", line)
@@ -79,11 +79,6 @@ func TestCrashMidSync(t *testing.T) {
 			// The child is already building or committing the next page.
 			return p >= killAfter
 		})
-
-		s, err := Open(path, Options{})
-		if err != nil {
-			t.Fatalf("round %d: reopen after SIGKILL: %v", round, err)
-		}
 		cur := s.Cursor()
 		n, err := strconv.Atoi(strings.TrimPrefix(cur, "page-"))
 		if err != nil {
@@ -105,7 +100,6 @@ func TestCrashMidSync(t *testing.T) {
 		if present(t, s, (n+1)*crashPageSize) {
 			t.Errorf("round %d: entry of uncommitted page %d present", round, n+1)
 		}
-		checkConsistent(t, s)
 		listed := 0
 		if err := s.List(func(Entry) bool { listed++; return true }); err != nil || listed != s.Count() {
 			t.Errorf("round %d: List saw %d (err %v), Count %d", round, listed, err, s.Count())
@@ -181,8 +175,8 @@ func TestCrashMidOutbox(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "crash.db")
 	lastCommitted, acked := -1, map[int]bool{}
 	for round := range 3 {
-		killAfter, sent := lastCommitted+8, false
-		runAndKill(t, round, "TestOutboxHelperProcess", outboxCrashEnv, path, func(line string) bool {
+		killAfter := lastCommitted + 8
+		s := runAndKill(t, round, "TestOutboxHelperProcess", outboxCrashEnv, path, func(line string) bool {
 			var b int
 			if _, err := fmt.Sscanf(line, "acked %d", &b); err == nil {
 				acked[b] = true
@@ -193,21 +187,10 @@ func TestCrashMidOutbox(t *testing.T) {
 				return false
 			}
 			lastCommitted = b
-			if b < killAfter || sent {
-				return false
-			}
 			// The child is already acknowledging, or storing the next
-			// batch: land somewhere in that.
-			sent = true
-			time.Sleep(rand.N(3 * time.Millisecond))
-			return true
+			// batch.
+			return b >= killAfter
 		})
-
-		s, err := Open(path, Options{})
-		if err != nil {
-			t.Fatalf("round %d: reopen after SIGKILL: %v", round, err)
-		}
-		checkConsistent(t, s)
 		evs, err := s.PendingEvents(0)
 		if err != nil {
 			t.Fatal(err)
@@ -252,9 +235,11 @@ func TestCrashMidOutbox(t *testing.T) {
 }
 
 // runAndKill starts the test helper named helper with env set to path,
-// hands each line it prints to line, and kills it with SIGKILL the first
-// time line returns true. It fails the test unless the child died of it.
-func runAndKill(t *testing.T, round int, helper, env, path string, line func(string) bool) {
+// hands each line it prints to line, and kills it with SIGKILL up to 3ms
+// after the first time line returns true, to land anywhere in the work the
+// child is then doing. It fails the test unless the child died of it, then
+// reopens the store at path, checks it is consistent and returns it.
+func runAndKill(t *testing.T, round int, helper, env, path string, line func(string) bool) *Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
@@ -271,6 +256,7 @@ func runAndKill(t *testing.T, round int, helper, env, path string, line func(str
 	killed := false
 	for sc.Scan() {
 		if line(sc.Text()) && !killed {
+			time.Sleep(rand.N(3 * time.Millisecond))
 			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
@@ -282,6 +268,12 @@ func runAndKill(t *testing.T, round int, helper, env, path string, line func(str
 	if !killed || !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Fatalf("round %d: child not killed as planned: killed=%v err=%v", round, killed, err)
 	}
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatalf("round %d: reopen after SIGKILL: %v", round, err)
+	}
+	checkConsistent(t, s)
+	return s
 }
 
 const (
@@ -369,8 +361,8 @@ func TestCrashMidAccounting(t *testing.T) {
 	held := map[uint64]id{} // records known to be held: reported, or found at the last reopen
 	for round := range 3 {
 		var released, releasing uint64 // highest sequence a release finished or began
-		reports, killAt, sent := 0, 300+rand.N(300), false
-		runAndKill(t, round, "TestAcctHelperProcess", acctCrashEnv, path, func(line string) bool {
+		reports, killAt := 0, 300+rand.N(300)
+		s := runAndKill(t, round, "TestAcctHelperProcess", acctCrashEnv, path, func(line string) bool {
 			var (
 				seq uint64
 				r   id
@@ -390,21 +382,9 @@ func TestCrashMidAccounting(t *testing.T) {
 			default:
 				t.Logf("child: %s", line)
 			}
-			if reports < killAt || sent {
-				return false
-			}
-			// The holders are mid-commit and the replayer mid-release:
-			// land somewhere in that.
-			sent = true
-			time.Sleep(rand.N(3 * time.Millisecond))
-			return true
+			// The holders are mid-commit and the replayer mid-release.
+			return reports >= killAt
 		})
-
-		s, err := Open(path, Options{})
-		if err != nil {
-			t.Fatalf("round %d: reopen after SIGKILL: %v", round, err)
-		}
-		checkConsistent(t, s)
 		recs, err := s.HeldAccounting(0)
 		if err != nil {
 			t.Fatal(err)

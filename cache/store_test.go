@@ -480,7 +480,8 @@ func present(t *testing.T, s *Store, i int) bool {
 	return ok
 }
 
-func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+// family gathers reg and returns the metrics of the family name.
+func family(t *testing.T, reg *prometheus.Registry, name string) []*dto.Metric {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -488,44 +489,31 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	for _, mf := range mfs {
 		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetCounter().GetValue()
+			return mf.GetMetric()
 		}
 	}
 	t.Fatalf("no metric %s", name)
-	return 0
+	return nil
+}
+
+// counterValue is the value of an unlabelled counter.
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	return family(t, reg, name)[0].GetCounter().GetValue()
 }
 
 // gaugeValue is the value of an unlabelled gauge.
 func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
+	return family(t, reg, name)[0].GetGauge().GetValue()
 }
 
 // labelledValue is the value of the counter name whose one label is value.
 func labelledValue(t *testing.T, reg *prometheus.Registry, name, value string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == value {
-				return m.GetCounter().GetValue()
-			}
+	for _, m := range family(t, reg, name) {
+		if len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == value {
+			return m.GetCounter().GetValue()
 		}
 	}
 	t.Fatalf("no metric %s{%s}", name, value)

@@ -13,11 +13,11 @@ import (
 )
 
 // panicStore panics in PendingEvents the first times it is called, as
-// bbolt's cursor did on a damaged page, then behaves.
+// bbolt's cursor did on a damaged page, then behaves; it signals acks as
+// signalStore does.
 type panicStore struct {
-	*cache.Store
+	*signalStore
 	panics atomic.Int32 // left to throw
-	acked  chan struct{}
 }
 
 func (s *panicStore) PendingEvents(max int) ([]cache.Event, error) {
@@ -27,23 +27,12 @@ func (s *panicStore) PendingEvents(max int) ([]cache.Event, error) {
 	return s.Store.PendingEvents(max)
 }
 
-func (s *panicStore) AckEvents(ids ...string) error {
-	err := s.Store.AckEvents(ids...)
-	if s.Store.OutboxLen() == 0 {
-		select {
-		case s.acked <- struct{}{}:
-		default:
-		}
-	}
-	return err
-}
-
 // A panic in a background loop is recovered and counted, and the loop
 // runs again after its backoff: the events still reach the cloud.
 func TestSyncerLoopRecoversPanic(t *testing.T) {
 	l := mustLab(t)
 	_, reg, c := mustRegister(t, l)
-	st := &panicStore{Store: mustStore(t), acked: make(chan struct{}, 1)}
+	st := &panicStore{signalStore: &signalStore{Store: mustStore(t), acked: make(chan struct{}, 1)}}
 	st.panics.Store(2)
 	if err := st.AppendEvent(cache.Event{Type: "NAC Client Access Allowed"}); err != nil {
 		t.Fatal(err)

@@ -11,7 +11,8 @@ import (
 	"github.com/mxedge/mxedge/cloudlink"
 )
 
-// signalStore reports a completed sync round and acked events.
+// signalStore reports a completed sync round and acked events, each on
+// its channel if not nil.
 type signalStore struct {
 	*cache.Store
 	synced chan struct{}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/mxedge/mxedge/edge/config"
+	"github.com/mxedge/mxedge/internal/syncbuf"
 )
 
 // TestAuthAddrsByBoundKind: the auth sockets are the ones bound as auth,
@@ -65,7 +66,7 @@ func TestReadyLineReportsBoundAddrs(t *testing.T) {
 				}
 			}
 			cfg.Metrics.Listen = "127.0.0.1:0"
-			var logs lockedBuffer
+			var logs syncbuf.Buffer
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			a, err := Start(ctx, Options{Config: cfg, Version: "test", Stderr: &logs})

@@ -3,7 +3,6 @@ package edge
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/mxedge/mxedge/edge/config"
 	"github.com/mxedge/mxedge/proxy"
 	"github.com/mxedge/mxedge/proxy/packet"
+	"github.com/mxedge/mxedge/proxy/packet/packettest"
 )
 
 var fedNASSecret = []byte("nas-secret-0123456789")
@@ -45,36 +45,23 @@ func fedRequest(t *testing.T, src string, code packet.Code, attrs map[uint8]stri
 // and keeps the requests it saw.
 func fedUpstream(t *testing.T, secret string) (string, chan *packet.Packet) {
 	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
 	seen := make(chan *packet.Packet, 16)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, from, err := c.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			p, _ := packet.Parse(append([]byte(nil), buf[:n]...))
-			if p.Code != packet.CodeStatusServer {
-				seen <- p
-			}
-			b := packet.AppendMessageAuthenticator(packet.Append(nil, packet.CodeAccessAccept, p.ID, p.Authenticator))
-			b, _ = packet.AppendAttr(b, 89, []byte("cui-from-idp"))
-			for _, a := range p.Attrs {
-				if a.Type == packet.AttrProxyState {
-					b, _ = packet.AppendAttr(b, a.Type, a.Value)
-				}
-			}
-			ra := p.Authenticator
-			packet.Sign(b, []byte(secret), &ra)
-			c.WriteTo(b, from)
+	addr := packettest.Serve(t, "127.0.0.1", func(p *packet.Packet) []byte {
+		if p.Code != packet.CodeStatusServer {
+			seen <- p
 		}
-	}()
-	return c.LocalAddr().String(), seen
+		b := packet.AppendMessageAuthenticator(packet.Append(nil, packet.CodeAccessAccept, p.ID, p.Authenticator))
+		b, _ = packet.AppendAttr(b, 89, []byte("cui-from-idp"))
+		for _, a := range p.Attrs {
+			if a.Type == packet.AttrProxyState {
+				b, _ = packet.AppendAttr(b, a.Type, a.Value)
+			}
+		}
+		ra := p.Authenticator
+		packet.Sign(b, []byte(secret), &ra)
+		return b
+	})
+	return addr.String(), seen
 }
 
 func newTestFederation(t *testing.T, server string, logs *strings.Builder) *Federation {

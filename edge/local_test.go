@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mxedge/mxedge/internal/labpki"
+	"github.com/mxedge/mxedge/internal/syncbuf"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -167,7 +168,7 @@ func TestLocalWaitsForCertificates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	a, err := Start(ctx, Options{Config: cfg, Version: "test", Stderr: &logs})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mxedge/mxedge/edge/config"
+	"github.com/mxedge/mxedge/internal/syncbuf"
 )
 
 // TestLogsOneValuePerKey: every JSON log line of a start has each key
@@ -21,7 +22,7 @@ func TestLogsOneValuePerKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	a, err := Start(ctx, Options{Config: cfg, Version: "test", Stderr: &logs})
 	if err != nil {
 		t.Fatal(err)

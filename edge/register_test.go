@@ -1,14 +1,13 @@
 package edge
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/mxedge/mxedge/cloudlink"
+	"github.com/mxedge/mxedge/internal/syncbuf"
 )
 
 // TestRegistrationPickedUp: a daemon started before registration waits,
@@ -19,7 +18,7 @@ func TestRegistrationPickedUp(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cfg := testConfig(t)
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	a, err := Start(ctx, Options{Config: cfg, Version: "test", Stderr: &logs})
 	if err != nil {
 		t.Fatal(err)
@@ -65,22 +64,4 @@ func TestRegistrationPickedUp(t *testing.T) {
 	if resp := ask(CmdRegistered); resp.Error != "" {
 		t.Errorf("second pick-up: %s", resp.Error)
 	}
-}
-
-// lockedBuffer is a log sink that tests may read while the daemon writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

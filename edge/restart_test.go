@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/mxedge/mxedge/edge/config"
+	"github.com/mxedge/mxedge/internal/syncbuf"
 )
 
 // TestReloadNamesRestartSettings: a reload that changes a setting read
@@ -34,7 +35,7 @@ func TestReloadNamesRestartSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	a, err := Start(ctx, Options{ConfigPath: path, Config: cfg, Version: "test", Stderr: &logs})
 	if err != nil {
 		t.Fatal(err)

@@ -10,59 +10,16 @@ import (
 	"time"
 
 	"github.com/mxedge/mxedge/proxy/packet"
+	"github.com/mxedge/mxedge/proxy/packet/packettest"
 	"github.com/mxedge/mxedge/proxy/radsec"
 )
 
-// fakeSwitch is a device's CoA listener: it keeps only requests whose
-// authenticator and Message-Authenticator verify with its secret, and
-// answers ACK, or NAK with Error-Cause 503 for User-Name "nak"; with noMA
-// its answers carry no Message-Authenticator.
-type fakeSwitch struct {
-	addr netip.AddrPort
-	got  chan *packet.Packet
-}
-
-func startSwitch(t *testing.T, host, secret string, noMA bool) *fakeSwitch {
+// startSwitch is a device's CoA listener on host (see
+// packettest.CoADevice: ACK, or NAK with Error-Cause 503 for User-Name
+// "nak"); with noMA its answers carry no Message-Authenticator.
+func startSwitch(t *testing.T, host, secret string, noMA bool) *packettest.CoADevice {
 	t.Helper()
-	c, err := net.ListenPacket("udp", host+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	s := &fakeSwitch{addr: netip.MustParseAddrPort(c.LocalAddr().String()), got: make(chan *packet.Packet, 16)}
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, from, err := c.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			p, err := packet.Parse(append([]byte(nil), buf[:n]...))
-			if err != nil {
-				continue
-			}
-			if hasMA, err := packet.VerifyRequest(p, []byte(secret)); err != nil || !hasMA {
-				continue
-			}
-			s.got <- p
-			code := p.Code + 1
-			u, _ := p.Lookup(packet.AttrUserName)
-			if string(u) == "nak" {
-				code++
-			}
-			b := packet.Append(nil, code, p.ID, p.Authenticator)
-			if !noMA {
-				b = packet.AppendMessageAuthenticator(b)
-			}
-			if code == p.Code+2 {
-				b, _ = packet.AppendAttr(b, packet.AttrErrorCause, binary.BigEndian.AppendUint32(nil, 503))
-			}
-			ra := p.Authenticator
-			packet.Sign(b, []byte(secret), &ra)
-			c.WriteTo(b, from)
-		}
-	}()
-	return s
+	return packettest.StartCoADevice(t, host, []byte(secret), noMA)
 }
 
 // TestCoARelayRealEdge: the cloud (a RadSec client with the cloud's
@@ -95,7 +52,7 @@ func TestCoARelayRealEdge(t *testing.T) {
       coa_port: %d
       coa_require_message_authenticator: false
       coa_disable_event_timestamp_check: true
-`, swSecret, sw.addr.Port(), laxSecret, lax.addr.Port())
+`, swSecret, sw.Addr.Port(), laxSecret, lax.Addr.Port())
 	})
 	addr := e.RadSec
 	cloudCert := device{Cert: p.RadSecClient.Chain, Key: p.RadSecClient.Key}
@@ -115,7 +72,7 @@ func TestCoARelayRealEdge(t *testing.T) {
 		attrs []attr
 		want  packet.Code // 0: no answer
 		cause uint32
-		at    *fakeSwitch // the device that must get it
+		at    *packettest.CoADevice // the device that must get it
 	}{
 		{"CoA ACK", packet.CodeCoARequest, []attr{ip("127.0.0.5"), user("u1"), evts(now)}, packet.CodeCoAACK, 0, sw},
 		{"Disconnect ACK by NAS-Identifier", packet.CodeDisconnectRequest, []attr{id("access-sw-5"), user("u1"), evts(now)}, packet.CodeDisconnectACK, 0, sw},
@@ -151,11 +108,11 @@ func TestCoARelayRealEdge(t *testing.T) {
 				t.Logf("%s: %s in %v", tc.name, rp.Code, d)
 			}
 			select {
-			case got := <-sw.got:
+			case got := <-sw.Got:
 				if tc.at != sw {
 					t.Fatalf("access-sw-5 got %s", got.Code)
 				}
-			case got := <-lax.got:
+			case got := <-lax.Got:
 				if tc.at != lax {
 					t.Fatalf("lax-sw-6 got %s", got.Code)
 				}

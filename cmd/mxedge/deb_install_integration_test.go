@@ -11,12 +11,12 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mxedge/mxedge/cmd/internal/peers"
+	"github.com/mxedge/mxedge/internal/syncbuf"
 )
 
 // TestDebInstallRegisterServe is the operator's path on the built package:
@@ -155,7 +155,7 @@ echo ready; exec sleep 300`, root, work))
 	// The package started it on install, before any registration.
 	daemon := exec.Command(ns[0], append(ns[1:], "setpriv", "--reuid="+strconv.Itoa(uid), "--regid="+strconv.Itoa(gid),
 		"--init-groups", "--", "sh", "-c", `umask 0027; exec "$0" run --config "$1"`, bin, cfgPath)...)
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	daemon.Stdout, daemon.Stderr = logs, logs
 	if err := daemon.Start(); err != nil {
 		t.Fatal(err)
@@ -280,27 +280,9 @@ func passwdIDs(t *testing.T, path, name string) (uid, gid int) {
 	return 0, 0
 }
 
-// syncBuffer is a log sink the test reads while the daemon writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // waitLine waits for the first whole log line containing line and
 // returns it.
-func waitLine(t *testing.T, exited chan struct{}, logs *syncBuffer, line string) string {
+func waitLine(t *testing.T, exited chan struct{}, logs *syncbuf.Buffer, line string) string {
 	t.Helper()
 	deadline := time.After(20 * time.Second)
 	for {

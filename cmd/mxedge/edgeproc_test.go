@@ -53,11 +53,7 @@ func TestMain(m *testing.M) {
 				return 1
 			}
 		}
-		defer func() {
-			if pkiDir != "" {
-				os.RemoveAll(pkiDir)
-			}
-		}()
+		defer sharedPKI.Remove()
 		return m.Run()
 	}()
 	os.Exit(code)

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -22,29 +21,13 @@ const (
 	ma        = "Message-Authenticator = 0x00"
 )
 
-var (
-	pkiOnce sync.Once
-	pkiVal  *labpki.PKI
-	pkiErr  error
-	pkiDir  string // removed by TestMain
-)
+// sharedPKI is one throwaway PKI for the whole test binary, removed by
+// TestMain.
+var sharedPKI labpki.Shared
 
-// labPKI makes one throwaway PKI for the whole test binary.
 func labPKI(t *testing.T) *labpki.PKI {
 	t.Helper()
-	pkiOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "mxedge-pki")
-		if err != nil {
-			pkiErr = err
-			return
-		}
-		pkiDir = dir
-		pkiVal, pkiErr = labpki.Generate(dir, labpki.Options{})
-	})
-	if pkiErr != nil {
-		t.Fatal(pkiErr)
-	}
-	return pkiVal
+	return sharedPKI.Get(t)
 }
 
 // loadMACs are allow-listed on the lab NAC for request streams.

@@ -77,19 +77,9 @@ func TestRadSecListenerCertReload(t *testing.T) {
 // servedSerial connects with dev and returns the server certificate's serial.
 func servedSerial(t *testing.T, addr, caFile string, dev device) string {
 	t.Helper()
-	cert, err := tls.LoadX509KeyPair(dev.Cert, dev.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	pemCA, _ := os.ReadFile(caFile)
-	roots.AppendCertsFromPEM(pemCA)
-	tc, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
-	return tc.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	c := dialRadSec(t, addr, caFile, dev)
+	defer c.tc.Close()
+	return c.tc.ConnectionState().PeerCertificates[0].SerialNumber.String()
 }
 
 // TestRadSecListenerCloudPeer: a certificate that chains to the cloud CA

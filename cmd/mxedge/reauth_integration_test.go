@@ -7,6 +7,7 @@ import (
 
 	"github.com/mxedge/mxedge/cmd/internal/peers"
 	"github.com/mxedge/mxedge/proxy/packet"
+	"github.com/mxedge/mxedge/proxy/packet/packettest"
 )
 
 // TestReauthorizeAfterOutage: with survivability.reauthorize_after_outage
@@ -39,7 +40,7 @@ func TestReauthorizeAfterOutage(t *testing.T) {
       secret: %q
       vendor: cisco
       coa_port: %d
-`, arubaSecret, aruba.addr.Port(), ciscoSecret, cisco.addr.Port())})
+`, arubaSecret, aruba.Addr.Port(), ciscoSecret, cisco.Addr.Port())})
 	waitMode(t, e, "cloud", 20*time.Second)
 
 	if err := relay.Cut(peers.CutBlackhole); err != nil {
@@ -57,9 +58,9 @@ func TestReauthorizeAfterOutage(t *testing.T) {
 		}
 	}
 	select {
-	case <-aruba.got:
+	case <-aruba.Got:
 		t.Fatal("re-authorisation before the cloud is back")
-	case <-cisco.got:
+	case <-cisco.Got:
 		t.Fatal("re-authorisation before the cloud is back")
 	default:
 	}
@@ -69,12 +70,12 @@ func TestReauthorizeAfterOutage(t *testing.T) {
 	back := waitMode(t, e, "cloud", 30*time.Second)
 	for _, sw := range []struct {
 		name string
-		s    *fakeSwitch
+		s    *packettest.CoADevice
 		code packet.Code
 		mac  string
 	}{{"aruba", aruba, packet.CodeDisconnectRequest, "0e0000000009"}, {"cisco", cisco, packet.CodeCoARequest, "0e000000000a"}} {
 		select {
-		case got := <-sw.s.got:
+		case got := <-sw.s.Got:
 			csid, _ := got.Lookup(packet.AttrCallingStationID)
 			asid, _ := got.Lookup(packet.AttrAcctSessionID)
 			if got.Code != sw.code || string(csid) != sw.mac || string(asid) != "s-"+sw.mac {

@@ -41,7 +41,7 @@ var allowed = map[string][]string{
 
 // labOnly are packages for demos, tests and benchmarks: only cmd/ (and any
 // test) may have them in its production dependencies.
-var labOnly = []string{"cloudlink/labcloud", "edge/nac/eaptls/eaptlstest", "internal"}
+var labOnly = []string{"cloudlink/labcloud", "edge/nac/eaptls/eaptlstest", "proxy/packet/packettest", "internal"}
 
 // directOnly narrows what a command imports itself, which is what "cmd/ is
 // thin" means here: the daemon's command parses flags and calls edge, it does
@@ -222,6 +222,7 @@ func TestRules(t *testing.T) {
 		{"edge", "cmd/internal/load", true},
 		{"edge", "internal/labpki", true},
 		{"edge", "cloudlink/labcloud", true},
+		{"proxy/coa", "proxy/packet/packettest", true},
 		{"edge/console", "cache", false},
 		{"cmd/mxcloud", "edge", true},
 		{"cmd/mxcloud", "edge/nac/eaptls", false},

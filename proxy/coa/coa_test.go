@@ -3,7 +3,6 @@ package coa
 import (
 	"context"
 	"encoding/binary"
-	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/mxedge/mxedge/proxy"
 	"github.com/mxedge/mxedge/proxy/packet"
+	"github.com/mxedge/mxedge/proxy/packet/packettest"
 )
 
 var (
@@ -33,54 +33,6 @@ func (d dir) ByAddr(a netip.Addr) (Target, bool) {
 }
 
 func (d dir) ByName(n string) (Target, bool) { t, ok := d[n]; return t, ok }
-
-// responder plays the switch: it checks the request's authenticator and
-// Message-Authenticator with secret and answers ACK (or NAK for User-Name
-// "nak"), signed with Message-Authenticator unless noMA.
-func responder(t *testing.T, host string, secret []byte, noMA bool) (netip.AddrPort, chan *packet.Packet) {
-	t.Helper()
-	c, err := net.ListenPacket("udp", host+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	seen := make(chan *packet.Packet, 8)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, from, err := c.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			p, err := packet.Parse(append([]byte(nil), buf[:n]...))
-			if err != nil {
-				continue
-			}
-			if hasMA, err := packet.VerifyRequest(p, secret); err != nil || !hasMA {
-				continue // a real switch drops what does not verify
-			}
-			seen <- p
-			code := p.Code + 1 // ACK
-			if u, _ := p.Lookup(packet.AttrUserName); string(u) == "nak" {
-				code++
-			}
-			if u, _ := p.Lookup(packet.AttrUserName); string(u) == "silent" {
-				continue
-			}
-			b := packet.Append(nil, code, p.ID, p.Authenticator)
-			if !noMA {
-				b = packet.AppendMessageAuthenticator(b)
-			}
-			if code == p.Code+2 {
-				b, _ = packet.AppendAttr(b, packet.AttrErrorCause, binary.BigEndian.AppendUint32(nil, 503))
-			}
-			ra := p.Authenticator
-			packet.Sign(b, secret, &ra)
-			c.WriteTo(b, from)
-		}
-	}()
-	return netip.MustParseAddrPort(c.LocalAddr().String()), seen
-}
 
 // request is a CoA or Disconnect from the cloud over RadSec.
 func request(t *testing.T, code packet.Code, attrs ...packet.Attr) *proxy.Request {
@@ -113,9 +65,10 @@ func user(u string) packet.Attr { return packet.Attr{Type: packet.AttrUserName, 
 
 func TestRelay(t *testing.T) {
 	// Each device on its own loopback address, as ByAddr finds them.
-	swAddr, seen := responder(t, "127.0.0.1", switchSecret, false)
-	laxAddr, _ := responder(t, "127.0.0.3", []byte("lax-switch-secret-0123"), true)
-	strictNoMA, _ := responder(t, "127.0.0.4", switchSecret, true)
+	sw := packettest.StartCoADevice(t, "127.0.0.1", switchSecret, false)
+	swAddr, seen := sw.Addr, sw.Got
+	laxAddr := packettest.StartCoADevice(t, "127.0.0.3", []byte("lax-switch-secret-0123"), true).Addr
+	strictNoMA := packettest.StartCoADevice(t, "127.0.0.4", switchSecret, true).Addr
 	d := dir{
 		"sw1":    {Name: "sw1", Addr: swAddr, Secret: switchSecret, RequireMessageAuthenticator: true},
 		"lax":    {Name: "lax", Addr: laxAddr, Secret: []byte("lax-switch-secret-0123"), IgnoreEventTimestamp: true},

@@ -1,39 +1,21 @@
 package radsec
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/mxedge/mxedge/internal/syncbuf"
 )
-
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // A peer refused again and again (a certificate the CA signed but no
 // client is configured for) logs logBurst lines, and the rest are
 // counted and reported, not logged one per connection.
 func TestServerRefusalsRateLimited(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	const conns = 3 * logBurst
 	srv := startServer(t, "", echo("A"), func(c *ServerConfig) {
 		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))

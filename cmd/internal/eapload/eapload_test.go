@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,36 +24,18 @@ import (
 
 const secret = "eapload-secret"
 
-var (
-	pkiOnce sync.Once
-	pkiVal  *labpki.PKI
-	pkiErr  error
-	pkiDir  string // removed by TestMain
-)
+// sharedPKI is one throwaway PKI for the whole test binary.
+var sharedPKI labpki.Shared
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if pkiDir != "" {
-		os.RemoveAll(pkiDir)
-	}
+	sharedPKI.Remove()
 	os.Exit(code)
 }
 
 func labPKI(t testing.TB) *labpki.PKI {
 	t.Helper()
-	pkiOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "eapload-pki")
-		if err != nil {
-			pkiErr = err
-			return
-		}
-		pkiDir = dir
-		pkiVal, pkiErr = labpki.Generate(dir, labpki.Options{})
-	})
-	if pkiErr != nil {
-		t.Fatal(pkiErr)
-	}
-	return pkiVal
+	return sharedPKI.Get(t)
 }
 
 // memStore is an in-memory cache: every client is unknown.

@@ -3,39 +3,23 @@ package peers
 import (
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/mxedge/mxedge/internal/labpki"
 )
 
-var (
-	pkiOnce sync.Once
-	pkiDir  string
-	pki     *labpki.PKI
-	pkiErr  error
-)
+// sharedPKI is one PKI per test binary; its keys outlive it in
+// keyCacheDir.
+var sharedPKI = labpki.Shared{Options: labpki.Options{KeyCacheDir: keyCacheDir()}}
 
-// testPKI generates one PKI per test binary.
 func testPKI(t *testing.T) *labpki.PKI {
 	t.Helper()
-	pkiOnce.Do(func() {
-		pkiDir, pkiErr = os.MkdirTemp("", "labpki-")
-		if pkiErr == nil {
-			pki, pkiErr = labpki.Generate(pkiDir, labpki.Options{KeyCacheDir: keyCacheDir()})
-		}
-	})
-	if pkiErr != nil {
-		t.Fatal(pkiErr)
-	}
-	return pki
+	return sharedPKI.Get(t)
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if pkiDir != "" {
-		os.RemoveAll(pkiDir)
-	}
+	sharedPKI.Remove()
 	os.Exit(code)
 }
 

@@ -156,12 +156,32 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func TestRelayForwardsBothWaysAndHalfClose(t *testing.T) {
+// relayed starts a relay to an echo server (checking for leaks) and a
+// client connection through it that has carried msg there and back.
+func relayed(t *testing.T, msg string) (*echoServer, *Relay, net.Conn) {
+	t.Helper()
 	noLeak(t)
 	echo := startEcho(t)
 	r := startRelay(t, echo.ln.Addr().String())
 	c := dial(t, r.Addr())
-	roundTrip(t, c, "hello")
+	roundTrip(t, c, msg)
+	return echo, r, c
+}
+
+// bothReset fails the test unless the client c and its target connection
+// both ended in a reset.
+func bothReset(t *testing.T, c net.Conn, target *echoConn) {
+	t.Helper()
+	if err := readErr(t, c); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("client: %v, want a reset", err)
+	}
+	if err := <-target.end; !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("target: %v, want a reset", err)
+	}
+}
+
+func TestRelayForwardsBothWaysAndHalfClose(t *testing.T) {
+	echo, r, c := relayed(t, "hello")
 	roundTrip(t, c, "again")
 	// A half-close passes through: the echo server sees EOF and closes,
 	// which the client sees as EOF too.
@@ -179,22 +199,13 @@ func TestRelayForwardsBothWaysAndHalfClose(t *testing.T) {
 }
 
 func TestRelayCutRST(t *testing.T) {
-	noLeak(t)
-	echo := startEcho(t)
-	r := startRelay(t, echo.ln.Addr().String())
-	c := dial(t, r.Addr())
-	roundTrip(t, c, "before")
+	echo, r, c := relayed(t, "before")
 	target := echo.next(t)
 
 	if err := r.Cut(CutRST); err != nil {
 		t.Fatal(err)
 	}
-	if err := readErr(t, c); !errors.Is(err, syscall.ECONNRESET) {
-		t.Fatalf("client: %v, want a reset", err)
-	}
-	if err := <-target.end; !errors.Is(err, syscall.ECONNRESET) {
-		t.Fatalf("target: %v, want a reset", err)
-	}
+	bothReset(t, c, target)
 	if _, err := net.DialTimeout("tcp", r.Addr(), ioWait); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("connect while cut: %v, want refused", err)
 	}
@@ -209,11 +220,7 @@ func TestRelayCutRST(t *testing.T) {
 }
 
 func TestRelayCutBlackhole(t *testing.T) {
-	noLeak(t)
-	echo := startEcho(t)
-	r := startRelay(t, echo.ln.Addr().String())
-	c := dial(t, r.Addr())
-	roundTrip(t, c, "before")
+	echo, r, c := relayed(t, "before")
 	target := echo.next(t)
 
 	if err := r.Cut(CutBlackhole); err != nil {
@@ -268,23 +275,14 @@ func TestRelayCutBlackhole(t *testing.T) {
 }
 
 func TestRelayRSTAfterBlackholeResetsDeadConnections(t *testing.T) {
-	noLeak(t)
-	echo := startEcho(t)
-	r := startRelay(t, echo.ln.Addr().String())
-	c := dial(t, r.Addr())
-	roundTrip(t, c, "x")
+	echo, r, c := relayed(t, "x")
 	if err := r.Cut(CutBlackhole); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Cut(CutRST); err != nil {
 		t.Fatal(err)
 	}
-	if err := readErr(t, c); !errors.Is(err, syscall.ECONNRESET) {
-		t.Fatalf("client: %v, want a reset", err)
-	}
-	if err := <-echo.next(t).end; !errors.Is(err, syscall.ECONNRESET) {
-		t.Fatalf("target: %v, want a reset", err)
-	}
+	bothReset(t, c, echo.next(t))
 }
 
 func TestRelayTargetDownResets(t *testing.T) {
@@ -308,11 +306,7 @@ func TestRelayTargetDownResets(t *testing.T) {
 }
 
 func TestRelayCloseEndsEverything(t *testing.T) {
-	noLeak(t)
-	echo := startEcho(t)
-	r := startRelay(t, echo.ln.Addr().String())
-	live := dial(t, r.Addr())
-	roundTrip(t, live, "x")
+	echo, r, live := relayed(t, "x")
 	r.Cut(CutBlackhole)
 	dead := dial(t, r.Addr())
 	waitFor(t, "blackholed connection accepted", func() bool { return r.Stats().Accepted == 2 })
