@@ -282,6 +282,7 @@ func statusServerOver(t testing.TB, addr string, p *labpki.PKI, dev device, v ui
 // handshake, from many addresses, and one that sends an absurd length, do
 // not stop an access point, and leave no goroutines or memory behind.
 func TestRadSecListenerFlood(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("real-process test")
 	}
