@@ -197,7 +197,9 @@ func encodeValue(at cache.Attribute, d attrDef) ([]byte, error) {
 
 // appendVLAN adds the RFC 3580 trio. Tunnel-Type and Tunnel-Medium-Type
 // carry tag 0 in their first octet; Tunnel-Private-Group-ID is sent
-// without a tag octet (protocol-notes §7), which switches read as tag 0.
+// without a tag octet, which switches read as tag 0: a first octet above
+// 0x1F is the string's own (RFC 2868 §3.6), and a VLAN ID or name starts
+// with a printable character.
 func appendVLAN(b []byte, vlan string) ([]byte, error) {
 	var err error
 	if b, err = packet.AppendAttr(b, packet.AttrTunnelType, []byte{0, 0, 0, tunnelTypeVLAN}); err != nil {

@@ -72,8 +72,8 @@ func (a *Authenticator) servePAP(req *proxy.Request) ([]byte, proxy.Outcome) {
 
 // MABAddress recognises MAB and returns the client's MAC. The edge uses it
 // too, to learn MAB clients from the cloud's accepts by the same rule the
-// local NAC answers them. The conventions
-// (protocol-notes §6): User-Name is the Calling-Station-Id MAC in any
+// local NAC answers them. The conventions (how Cisco, Aruba, Juniper,
+// Dell and FortiSwitch send MAB): User-Name is the Calling-Station-Id MAC in any
 // usual format, or Service-Type is Call-Check with a MAC in User-Name or
 // Calling-Station-Id; a User-Password, when present, must be the MAC too,
 // and CHAP is not MAB here (we would have to guess the NAS's format).

@@ -13,7 +13,7 @@ import (
 
 const module = "github.com/mxedge/mxedge"
 
-// allowed is the import table of ARCHITECTURE.md, for the module's own
+// allowed is the import table of docs/architecture.md, for the module's own
 // packages: a package under the key may depend (directly or not, production
 // code only) on the packages under the listed prefixes. The longest key that
 // is a prefix of a package decides; every package must fall under one.
@@ -152,7 +152,7 @@ func TestImportTable(t *testing.T) {
 	for _, p := range list(t) {
 		if bad := violations(p.ImportPath, p.Deps, nil); len(bad) > 0 {
 			key, _ := ruleFor(p.ImportPath)
-			t.Errorf("%s depends on %s; ARCHITECTURE.md lets %q import only %q",
+			t.Errorf("%s depends on %s; docs/architecture.md lets %q import only %q",
 				p.ImportPath, strings.Join(bad, ", "), key, allowed[key])
 		}
 		if only, ok := directOnly[p.ImportPath]; ok {
