@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"text/template"
 	"time"
@@ -103,18 +102,13 @@ type FreeRADIUS struct {
 	bin  string
 	args []string
 
-	mu   sync.Mutex
-	proc *process
+	run running
 }
 
 // StartFreeRADIUS writes a config into dir and starts FreeRADIUS, returning
 // once it logged "Ready to process requests" (bounded by ctx).
 func StartFreeRADIUS(ctx context.Context, dir string, opts FreeRADIUSOptions) (*FreeRADIUS, error) {
-	bin := opts.Bin
-	if bin == "" {
-		bin = "freeradius"
-	}
-	bin, err := LookBin(bin)
+	bin, err := lookBinOr(opts.Bin, "freeradius")
 	if err != nil {
 		return nil, err
 	}
@@ -167,6 +161,7 @@ func StartFreeRADIUS(ctx context.Context, dir string, opts FreeRADIUSOptions) (*
 		AuthDetail: filepath.Join(dir, "auth-detail"),
 		bin:        bin,
 		bind:       opts.BindAddress,
+		run:        running{name: "FreeRADIUS"},
 	}
 	if opts.UDP {
 		f.AuthPort, f.AcctPort = opts.AuthPort, opts.AcctPort
@@ -197,21 +192,12 @@ func (f *FreeRADIUS) start(ctx context.Context) error {
 		p.stop()
 		return err
 	}
-	f.mu.Lock()
-	f.proc = p
-	f.mu.Unlock()
+	f.run.set(p)
 	return nil
 }
 
 // PID is the server's process id (0 when stopped).
-func (f *FreeRADIUS) PID() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.proc == nil {
-		return 0
-	}
-	return f.proc.pid()
-}
+func (f *FreeRADIUS) PID() int { return f.run.pid() }
 
 // AuthAddr is the UDP auth listener's host:port.
 func (f *FreeRADIUS) AuthAddr() string {
@@ -224,15 +210,7 @@ func (f *FreeRADIUS) AcctAddr() string {
 }
 
 // Stop terminates the server (SIGTERM, then SIGKILL) and waits for it.
-func (f *FreeRADIUS) Stop() {
-	f.mu.Lock()
-	p := f.proc
-	f.proc = nil
-	f.mu.Unlock()
-	if p != nil {
-		p.stop()
-	}
-}
+func (f *FreeRADIUS) Stop() { f.run.stop() }
 
 // Restart stops the server and starts it again on the same ports.
 func (f *FreeRADIUS) Restart(ctx context.Context) error {
@@ -241,20 +219,10 @@ func (f *FreeRADIUS) Restart(ctx context.Context) error {
 }
 
 // Pause freezes the server (SIGSTOP): sockets stay open, nothing answers.
-func (f *FreeRADIUS) Pause() error { return f.signal(syscall.SIGSTOP) }
+func (f *FreeRADIUS) Pause() error { return f.run.signal(syscall.SIGSTOP) }
 
 // Resume continues a paused server (SIGCONT).
-func (f *FreeRADIUS) Resume() error { return f.signal(syscall.SIGCONT) }
-
-func (f *FreeRADIUS) signal(sig syscall.Signal) error {
-	f.mu.Lock()
-	p := f.proc
-	f.mu.Unlock()
-	if p == nil {
-		return errors.New("peers: FreeRADIUS not running")
-	}
-	return p.signal(sig)
-}
+func (f *FreeRADIUS) Resume() error { return f.run.signal(syscall.SIGCONT) }
 
 // CountAccountingRecords counts the records in the detail file (0 when
 // none was written yet). FreeRADIUS writes each record when it answers, so
