@@ -1,7 +1,6 @@
 package peers
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -223,34 +222,6 @@ func (f *FreeRADIUS) Pause() error { return f.run.signal(syscall.SIGSTOP) }
 
 // Resume continues a paused server (SIGCONT).
 func (f *FreeRADIUS) Resume() error { return f.run.signal(syscall.SIGCONT) }
-
-// CountAccountingRecords counts the records in the detail file (0 when
-// none was written yet). FreeRADIUS writes each record when it answers, so
-// after an Accounting-Response the count is current.
-func (f *FreeRADIUS) CountAccountingRecords() (int, error) {
-	file, err := os.Open(f.Detail)
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	defer file.Close()
-	return countDetailRecords(bufio.NewScanner(file))
-}
-
-// countDetailRecords counts header lines: records are a timestamp line
-// followed by tab-indented attributes and a blank line.
-func countDetailRecords(sc *bufio.Scanner) (int, error) {
-	n := 0
-	for sc.Scan() {
-		line := sc.Text()
-		if line != "" && line[0] != '\t' && line[0] != ' ' {
-			n++
-		}
-	}
-	return n, sc.Err()
-}
 
 // NormalizeMAC returns the 12-lowercase-hex form of a MAC in colon, dash,
 // dot or bare notation, or "" when it isn't one.
