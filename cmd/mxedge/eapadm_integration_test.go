@@ -13,78 +13,7 @@ import (
 	"github.com/mxedge/mxedge/cache"
 	"github.com/mxedge/mxedge/cmd/internal/load"
 	"github.com/mxedge/mxedge/cmd/internal/peers"
-	"github.com/mxedge/mxedge/proxy/packet"
 )
-
-// floodIdentities sends first-round EAP-Response/Identity Access-Requests,
-// each under a new identity and Calling-Station-Id, from src to dst at
-// about rate a second, until count were sent or ctx ends. A socket
-// serves 256 requests (its identifiers), so none is taken for a
-// retransmission. Replies are read and dropped. It returns how many were
-// sent and answered.
-func floodIdentities(ctx context.Context, t *testing.T, src, dst string, rate float64, count int) (sent, answered int64) {
-	t.Helper()
-	la, _ := net.ResolveUDPAddr("udp", src)
-	ra, _ := net.ResolveUDPAddr("udp", dst)
-	var wg sync.WaitGroup
-	var ans atomic.Int64
-	tick := time.NewTicker(time.Duration(float64(time.Second) / rate * 64))
-	defer tick.Stop()
-	defer wg.Wait()
-	var c *net.UDPConn
-	defer func() {
-		if c != nil {
-			c.Close()
-		}
-	}()
-	for i := 0; i < count; i++ {
-		if i%256 == 0 {
-			if c != nil {
-				c.Close()
-			}
-			var err error
-			if c, err = net.DialUDP("udp", la, ra); err != nil {
-				t.Error(err)
-				return sent, ans.Load()
-			}
-			wg.Add(1)
-			go func(c *net.UDPConn) {
-				defer wg.Done()
-				buf := make([]byte, 4096)
-				for {
-					if _, err := c.Read(buf); err != nil {
-						return
-					}
-					ans.Add(1)
-				}
-			}(c)
-		}
-		if i%64 == 0 && i > 0 {
-			select {
-			case <-ctx.Done():
-				return sent, ans.Load()
-			case <-tick.C:
-			}
-		}
-		name := fmt.Sprintf("flood%d@example.org", i)
-		eap := append([]byte{2, 1, 0, byte(5 + len(name)), 1}, name...)
-		b := packet.Append(nil, packet.CodeAccessRequest, uint8(i), packet.RandomAuthenticator())
-		b = packet.AppendMessageAuthenticator(b)
-		b, _ = packet.AppendAttr(b, packet.AttrUserName, []byte(name))
-		b, _ = packet.AppendAttr(b, packet.AttrCallingStationID, []byte(fmt.Sprintf("02-ee-%02X-%02X-%02X-%02X", i>>24&0xff, i>>16&0xff, i>>8&0xff, i&0xff)))
-		b, _ = packet.AppendAttr(b, packet.AttrEAPMessage, eap)
-		if err := packet.Sign(b, []byte(labSecret), nil); err != nil {
-			t.Error(err)
-			return sent, ans.Load()
-		}
-		if _, err := c.Write(b); err != nil {
-			t.Error(err)
-			return sent, ans.Load()
-		}
-		sent++
-	}
-	return sent, ans.Load()
-}
 
 // TestLocalEAPAdmissionFlood: a second RADIUS client (127.0.0.2) opens
 // EAP conversations under thousands of new identities, more than the
@@ -108,12 +37,12 @@ func TestLocalEAPAdmissionFlood(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
-	type result struct{ sent, answered int64 }
-	flood := make(chan result, 1)
+	var tally identityTally
+	flood := make(chan struct{})    // closed when the flood ended
 	const rate, count = 1500, 30000 // 20 s; the table (4096) is full after 3 s
 	go func() {
-		s, a := floodIdentities(ctx, t, "127.0.0.2:0", e.Auth, rate, count)
-		flood <- result{s, a}
+		defer close(flood)
+		sendIdentities(ctx, t, "127.0.0.2:0", e.Auth, 0xee, rate, count, &tally)
 	}()
 	// Let the flood pass the table's size, then authenticate, several times.
 	time.Sleep(4 * time.Second)
@@ -130,17 +59,19 @@ func TestLocalEAPAdmissionFlood(t *testing.T) {
 			t.Fatalf("authentication %d during the flood: success=%v VLAN %q\n%s", i, res.Success, res.VLAN(), tailString(res.Output, 30))
 		}
 		select {
-		case r := <-flood:
-			t.Fatalf("flood ended (%d sent) before authentication %d", r.sent, i)
+		case <-flood:
+			t.Fatalf("flood ended (%d sent) before authentication %d", tally.sent.Load(), i)
 		default:
 		}
 	}
 	evicted := e.metric(t, "mxedge_nac_eap_evicted_total", `scope="client"`)
 	cancel()
-	r := <-flood
-	t.Logf("flood: %d sent, %d answered; %v evicted at the flooder's cap", r.sent, r.answered, evicted)
-	if r.sent < 4096 || evicted == 0 {
-		t.Fatalf("the flood (%d sent, %v evicted) did not reach the caps", r.sent, evicted)
+	<-flood
+	sent := tally.sent.Load()
+	t.Logf("flood: %d sent, %d challenged, %d otherwise answered; %v evicted at the flooder's cap",
+		sent, tally.challenged.Load(), tally.other.Load(), evicted)
+	if sent < 4096 || evicted == 0 {
+		t.Fatalf("the flood (%d sent, %v evicted) did not reach the caps", sent, evicted)
 	}
 	if n := e.metric(t, "mxedge_nac_dropped_total", `reason="sessions_full"`); n != 0 {
 		t.Fatalf("%v conversations refused, want none: the flooder's half-open ones make room", n)

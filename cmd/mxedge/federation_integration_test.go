@@ -107,9 +107,7 @@ func visitorPAP(user, pass string) []string {
 // the cloud, excluded and unroutable realms kept home.
 func TestFederationRealPeers(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("real-peer test")
-	}
+	realPeers(t)
 	p := labPKI(t)
 	sec := radsecSection(p, "")
 	// Devices chain to the org CA, so that the lab RadSec CA (cloud.radsec.ca)

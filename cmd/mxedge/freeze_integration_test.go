@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/mxedge/mxedge/cmd/internal/load"
-	"github.com/mxedge/mxedge/cmd/internal/peers"
 	"github.com/mxedge/mxedge/proxy/packet"
 )
 
@@ -93,10 +92,7 @@ func askMAB(target, mac string, id uint8, wait time.Duration) bool {
 // handshake until the thaw.
 func TestCloudFreezeRecovery(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("real-peer test")
-	}
-	peers.RequireBin(t, "freeradius")
+	realPeers(t, "freeradius")
 	for _, tc := range []struct {
 		name           string
 		statusInterval time.Duration

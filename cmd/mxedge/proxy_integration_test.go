@@ -30,6 +30,18 @@ func labPKI(t *testing.T) *labpki.PKI {
 	return sharedPKI.Get(t)
 }
 
+// realPeers skips a test that drives real peer processes under -short,
+// and skips (fails in CI) when one of the peer binaries is missing.
+func realPeers(t *testing.T, bins ...string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("real-peer test")
+	}
+	for _, b := range bins {
+		peers.RequireBin(t, b)
+	}
+}
+
 // loadMACs are allow-listed on the lab NAC for request streams.
 func loadMACs(n int) []string {
 	out := make([]string, n)
@@ -68,11 +80,7 @@ func mabAttrs(mac string) []string {
 // RadSec servers (the cloud NAC).
 func TestProxyRealPeers(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("real-peer test")
-	}
-	peers.RequireBin(t, "freeradius")
-	peers.RequireBin(t, "radclient")
+	realPeers(t, "freeradius", "radclient")
 	p := labPKI(t)
 	nacA, nacB := labNAC(t, p), labNAC(t, p)
 	e := startEdge(t, edgeConfig{Secret: labSecret, Upstreams: []string{nacA.RadSecAddr, nacB.RadSecAddr}, PKI: p})
@@ -215,10 +223,7 @@ func TestProxyRealPeers(t *testing.T) {
 // upstream's return and lose at most what was in flight at the restart.
 func TestProxyUpstreamRestart(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("real-peer test")
-	}
-	peers.RequireBin(t, "freeradius")
+	realPeers(t, "freeradius")
 	p := labPKI(t)
 	nac := labNAC(t, p)
 	e := startEdge(t, edgeConfig{Secret: labSecret, Upstreams: []string{nac.RadSecAddr}, PKI: p})

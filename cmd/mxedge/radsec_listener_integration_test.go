@@ -99,12 +99,7 @@ func accessPoint(t *testing.T, p *labpki.PKI, d device, servers ...string) *peer
 // with the cloud's VLANs and working MPPE keys.
 func TestRadSecListenerOnline(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("real-peer test")
-	}
-	for _, b := range []string{"freeradius", "radclient", "radsecproxy", "eapol_test"} {
-		peers.RequireBin(t, b)
-	}
+	realPeers(t, "freeradius", "radclient", "radsecproxy", "eapol_test")
 	p := labPKI(t)
 	nac := labNAC(t, p)
 	sec := radsecSection(p, "")

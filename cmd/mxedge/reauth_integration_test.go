@@ -17,11 +17,7 @@ import (
 // cisco one, each on its coa_port with its own secret.
 func TestReauthorizeAfterOutage(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("real-peer test")
-	}
-	peers.RequireBin(t, "freeradius")
-	peers.RequireBin(t, "radclient")
+	realPeers(t, "freeradius", "radclient")
 	p := labPKI(t)
 	fr := wanCloudNAC(t, p)
 	relay := mustRelay(t, fr.RadSecAddr)

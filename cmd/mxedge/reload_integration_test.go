@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/mxedge/mxedge/cmd/internal/load"
-	"github.com/mxedge/mxedge/cmd/internal/peers"
 	"github.com/mxedge/mxedge/proxy/packet"
 )
 
@@ -18,10 +17,7 @@ import (
 // the reload loses nothing.
 func TestReloadRotatesSecret(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("real-peer test")
-	}
-	peers.RequireBin(t, "freeradius")
+	realPeers(t, "freeradius")
 	p := labPKI(t)
 	nac := labNAC(t, p)
 	const (

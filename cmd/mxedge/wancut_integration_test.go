@@ -35,11 +35,7 @@ const failbackBound = wanUpAfter*wanProbeInterval + wanProbeInterval + wanFallba
 // both behind relays the test cuts, once by RST and once by blackhole.
 func TestWANCut(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("real-peer test")
-	}
-	peers.RequireBin(t, "freeradius")
-	peers.RequireBin(t, "eapol_test")
+	realPeers(t, "freeradius", "eapol_test")
 	p := labPKI(t)
 	fr := wanCloudNAC(t, p)
 	radsec := mustRelay(t, fr.RadSecAddr)
@@ -241,11 +237,7 @@ func cloudEventTypes(t testing.TB, dir string) map[string]int {
 // know gets it.
 func TestCloudKilledMidLoad(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("real-peer test")
-	}
-	peers.RequireBin(t, "freeradius")
-	peers.RequireBin(t, "eapol_test")
+	realPeers(t, "freeradius", "eapol_test")
 	p := labPKI(t)
 	fr := wanCloudNAC(t, p)
 	e := startEdge(t, edgeConfig{Secret: labSecret, PKI: p, Mode: "auto",

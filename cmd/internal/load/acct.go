@@ -101,28 +101,21 @@ func (s *Switch) Account(ctx context.Context, a Acct) AcctRec {
 		sent[sl.id] = [16]byte(req[4:20])
 		rec.Delays = append(rec.Delays, delay)
 		sl.send(req)
-	wait:
-		for {
-			select {
-			case b := <-replies:
-				if reply.Parse(b) != nil || reply.Code != packet.CodeAccountingResponse {
-					continue
-				}
-				ra, ok := sent[reply.ID]
-				if !ok {
-					continue
-				}
-				if _, err := packet.VerifyResponse(&reply, ra, s.cfg.Secret); err != nil {
-					continue
-				}
-				rec.Try, rec.Answer = try, time.Now()
-				return rec
-			case <-timer.C:
-				break wait
-			case <-ctx.Done():
-				rec.Err = ctx.Err()
-				return rec
+		answered, err := awaitReply(ctx, replies, timer, &reply, func(r *packet.Packet) bool {
+			ra, ok := sent[r.ID]
+			if r.Code != packet.CodeAccountingResponse || !ok {
+				return false
 			}
+			_, err := packet.VerifyResponse(r, ra, s.cfg.Secret)
+			return err == nil
+		})
+		if err != nil {
+			rec.Err = err
+			return rec
+		}
+		if answered {
+			rec.Try, rec.Answer = try, time.Now()
+			return rec
 		}
 	}
 	return rec

@@ -186,32 +186,47 @@ func (s *Switch) MAB(ctx context.Context, mac string) AuthRec {
 			timer.Reset(s.cfg.Timeout)
 		}
 		sl.send(req)
-	wait:
-		for {
-			select {
-			case b := <-replies:
-				if reply.Parse(b) != nil || reply.ID != sl.id {
-					continue
-				}
-				switch reply.Code {
-				case packet.CodeAccessAccept, packet.CodeAccessReject, packet.CodeAccessChallenge:
-				default:
-					continue
-				}
-				if _, err := packet.VerifyResponse(&reply, ra, s.cfg.Secret); err != nil {
-					continue // a late reply to the identifier's previous holder
-				}
-				rec.Try, rec.Answer, rec.Code, rec.Reply = try, time.Now(), reply.Code, parseReply(&reply)
-				return rec
-			case <-timer.C:
-				break wait
-			case <-ctx.Done():
-				rec.Err = ctx.Err()
-				return rec
+		answered, err := awaitReply(ctx, replies, timer, &reply, func(r *packet.Packet) bool {
+			switch r.Code {
+			case packet.CodeAccessAccept, packet.CodeAccessReject, packet.CodeAccessChallenge:
+			default:
+				return false
 			}
+			if r.ID != sl.id {
+				return false
+			}
+			// A late reply to the identifier's previous holder fails here.
+			_, err := packet.VerifyResponse(r, ra, s.cfg.Secret)
+			return err == nil
+		})
+		if err != nil {
+			rec.Err = err
+			return rec
+		}
+		if answered {
+			rec.Try, rec.Answer, rec.Code, rec.Reply = try, time.Now(), reply.Code, parseReply(&reply)
+			return rec
 		}
 	}
 	return rec
+}
+
+// awaitReply reads replies into reply until one that match accepts
+// arrives (true), the timer fires (false: time to retransmit or give up)
+// or ctx ends (its error). Replies that don't parse are skipped.
+func awaitReply(ctx context.Context, replies <-chan []byte, timer *time.Timer, reply *packet.Packet, match func(*packet.Packet) bool) (bool, error) {
+	for {
+		select {
+		case b := <-replies:
+			if reply.Parse(b) == nil && match(reply) {
+				return true, nil
+			}
+		case <-timer.C:
+			return false, nil
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
 }
 
 // StreamSpec is a paced MAB stream: one request every 1/Rate seconds,

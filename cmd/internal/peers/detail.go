@@ -37,21 +37,27 @@ func (r DetailRecord) Get(name string) string {
 // FreeRADIUS writes a record before it answers, so after an
 // Accounting-Response the result is current.
 func (f *FreeRADIUS) AccountingRecords() ([]DetailRecord, error) {
-	file, err := os.Open(f.Detail)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer file.Close()
-	return ParseDetail(file)
+	return parseDetailFile(f.Detail)
+}
+
+// CountAccountingRecords counts the records in the detail file (0 when
+// none was written yet), current after an Accounting-Response as
+// AccountingRecords is.
+func (f *FreeRADIUS) CountAccountingRecords() (int, error) {
+	recs, err := f.AccountingRecords()
+	return len(recs), err
 }
 
 // AuthRecords parses the Access-Requests logged with LogAuth (none yet:
 // no records). FreeRADIUS writes each in authorize, before it answers.
 func (f *FreeRADIUS) AuthRecords() ([]DetailRecord, error) {
-	file, err := os.Open(f.AuthDetail)
+	return parseDetailFile(f.AuthDetail)
+}
+
+// parseDetailFile parses the detail file at path; one not written yet
+// holds no records.
+func parseDetailFile(path string) ([]DetailRecord, error) {
+	file, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}

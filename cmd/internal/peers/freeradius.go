@@ -1,7 +1,6 @@
 package peers
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"text/template"
 	"time"
@@ -103,18 +101,13 @@ type FreeRADIUS struct {
 	bin  string
 	args []string
 
-	mu   sync.Mutex
-	proc *process
+	run running
 }
 
 // StartFreeRADIUS writes a config into dir and starts FreeRADIUS, returning
 // once it logged "Ready to process requests" (bounded by ctx).
 func StartFreeRADIUS(ctx context.Context, dir string, opts FreeRADIUSOptions) (*FreeRADIUS, error) {
-	bin := opts.Bin
-	if bin == "" {
-		bin = "freeradius"
-	}
-	bin, err := LookBin(bin)
+	bin, err := lookBinOr(opts.Bin, "freeradius")
 	if err != nil {
 		return nil, err
 	}
@@ -167,6 +160,7 @@ func StartFreeRADIUS(ctx context.Context, dir string, opts FreeRADIUSOptions) (*
 		AuthDetail: filepath.Join(dir, "auth-detail"),
 		bin:        bin,
 		bind:       opts.BindAddress,
+		run:        running{name: "FreeRADIUS"},
 	}
 	if opts.UDP {
 		f.AuthPort, f.AcctPort = opts.AuthPort, opts.AcctPort
@@ -197,21 +191,12 @@ func (f *FreeRADIUS) start(ctx context.Context) error {
 		p.stop()
 		return err
 	}
-	f.mu.Lock()
-	f.proc = p
-	f.mu.Unlock()
+	f.run.set(p)
 	return nil
 }
 
 // PID is the server's process id (0 when stopped).
-func (f *FreeRADIUS) PID() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.proc == nil {
-		return 0
-	}
-	return f.proc.pid()
-}
+func (f *FreeRADIUS) PID() int { return f.run.pid() }
 
 // AuthAddr is the UDP auth listener's host:port.
 func (f *FreeRADIUS) AuthAddr() string {
@@ -224,15 +209,7 @@ func (f *FreeRADIUS) AcctAddr() string {
 }
 
 // Stop terminates the server (SIGTERM, then SIGKILL) and waits for it.
-func (f *FreeRADIUS) Stop() {
-	f.mu.Lock()
-	p := f.proc
-	f.proc = nil
-	f.mu.Unlock()
-	if p != nil {
-		p.stop()
-	}
-}
+func (f *FreeRADIUS) Stop() { f.run.stop() }
 
 // Restart stops the server and starts it again on the same ports.
 func (f *FreeRADIUS) Restart(ctx context.Context) error {
@@ -241,48 +218,10 @@ func (f *FreeRADIUS) Restart(ctx context.Context) error {
 }
 
 // Pause freezes the server (SIGSTOP): sockets stay open, nothing answers.
-func (f *FreeRADIUS) Pause() error { return f.signal(syscall.SIGSTOP) }
+func (f *FreeRADIUS) Pause() error { return f.run.signal(syscall.SIGSTOP) }
 
 // Resume continues a paused server (SIGCONT).
-func (f *FreeRADIUS) Resume() error { return f.signal(syscall.SIGCONT) }
-
-func (f *FreeRADIUS) signal(sig syscall.Signal) error {
-	f.mu.Lock()
-	p := f.proc
-	f.mu.Unlock()
-	if p == nil {
-		return errors.New("peers: FreeRADIUS not running")
-	}
-	return p.signal(sig)
-}
-
-// CountAccountingRecords counts the records in the detail file (0 when
-// none was written yet). FreeRADIUS writes each record when it answers, so
-// after an Accounting-Response the count is current.
-func (f *FreeRADIUS) CountAccountingRecords() (int, error) {
-	file, err := os.Open(f.Detail)
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	defer file.Close()
-	return countDetailRecords(bufio.NewScanner(file))
-}
-
-// countDetailRecords counts header lines: records are a timestamp line
-// followed by tab-indented attributes and a blank line.
-func countDetailRecords(sc *bufio.Scanner) (int, error) {
-	n := 0
-	for sc.Scan() {
-		line := sc.Text()
-		if line != "" && line[0] != '\t' && line[0] != ' ' {
-			n++
-		}
-	}
-	return n, sc.Err()
-}
+func (f *FreeRADIUS) Resume() error { return f.run.signal(syscall.SIGCONT) }
 
 // NormalizeMAC returns the 12-lowercase-hex form of a MAC in colon, dash,
 // dot or bare notation, or "" when it isn't one.

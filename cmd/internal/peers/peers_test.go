@@ -157,11 +157,7 @@ func TestFreeRADIUS(t *testing.T) {
 
 	for _, tc := range eapCases(p) {
 		t.Run("EAP-TLS "+tc.name, func(t *testing.T) {
-			res, err := EAPOLTest(ctxT(t, 20*time.Second), f.AuthAddr(), f.Secret, eapConfig(p, tc.cert, tc.identity, tc.tls13))
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkEAP(t, res, tc.success, tc.tls13, tc.vlan)
+			res := checkEAP(t, f.AuthAddr(), f.Secret, eapConfig(p, tc.cert, tc.identity, tc.tls13), tc.success, tc.vlan)
 			if tc.cert == p.LongChain && res.RequestFragments < 3 {
 				t.Errorf("long chain took %d large Access-Requests, want ≥3", res.RequestFragments)
 			}
@@ -169,19 +165,26 @@ func TestFreeRADIUS(t *testing.T) {
 	}
 }
 
-func checkEAP(t *testing.T, res EAPResult, success, tls13 bool, vlan string) {
+// checkEAP runs eapol_test with cfg against addr and checks the outcome:
+// success or not, and on success the MPPE keys, the TLS version cfg asked
+// for and the VLAN.
+func checkEAP(t *testing.T, addr, secret string, cfg EAPTLS, success bool, vlan string) EAPResult {
 	t.Helper()
+	res, err := EAPOLTest(ctxT(t, 20*time.Second), addr, secret, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if res.Success != success {
 		t.Fatalf("success = %v, want %v\n%s", res.Success, success, lastLines(res.Output, 30))
 	}
 	if !success {
-		return
+		return res
 	}
 	if res.MPPEOK != 1 || res.MPPEMismatch != 0 {
 		t.Errorf("MPPE keys OK %d mismatch %d", res.MPPEOK, res.MPPEMismatch)
 	}
 	want := "TLSv1.2"
-	if tls13 {
+	if cfg.TLS13 {
 		want = "TLSv1.3"
 	}
 	if res.TLSVersion != want {
@@ -190,6 +193,7 @@ func checkEAP(t *testing.T, res EAPResult, success, tls13 bool, vlan string) {
 	if res.VLAN() != vlan {
 		t.Errorf("VLAN %q, want %q", res.VLAN(), vlan)
 	}
+	return res
 }
 
 // TestRadsecproxyToFreeRADIUS sends radclient and eapol_test traffic over
@@ -222,11 +226,7 @@ func TestRadsecproxyToFreeRADIUS(t *testing.T) {
 	for _, tls13 := range []bool{false, true} {
 		name := map[bool]string{false: "TLS 1.2", true: "TLS 1.3"}[tls13]
 		t.Run("EAP-TLS user "+name, func(t *testing.T) {
-			res, err := EAPOLTest(ctxT(t, 20*time.Second), r.Addr, r.Secret, eapConfig(p, p.User, "user@example.org", tls13))
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkEAP(t, res, true, tls13, eapVLAN)
+			checkEAP(t, r.Addr, r.Secret, eapConfig(p, p.User, "user@example.org", tls13), true, eapVLAN)
 		})
 	}
 }

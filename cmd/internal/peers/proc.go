@@ -30,6 +30,14 @@ func LookBin(name string) (string, error) {
 	return p, nil
 }
 
+// lookBinOr resolves bin, or the peer's usual binary name when bin is "".
+func lookBinOr(bin, name string) (string, error) {
+	if bin == "" {
+		bin = name
+	}
+	return LookBin(bin)
+}
+
 // stopGrace is how long a peer gets to exit on SIGTERM before SIGKILL.
 const stopGrace = 5 * time.Second
 
@@ -123,6 +131,52 @@ func (p *process) stop() {
 }
 
 func (p *process) signal(sig syscall.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// running is the current process of a peer that a test may stop, pause or
+// restart while its cleanup or another goroutine asks for the PID: one
+// guarded slot, so each peer's Stop/PID/Pause don't repeat the locking.
+type running struct {
+	name string // for the not-running error
+	mu   sync.Mutex
+	proc *process
+}
+
+func (r *running) set(p *process) {
+	r.mu.Lock()
+	r.proc = p
+	r.mu.Unlock()
+}
+
+// pid is the process id, 0 when stopped.
+func (r *running) pid() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.proc == nil {
+		return 0
+	}
+	return r.proc.pid()
+}
+
+// stop empties the slot and stops what was in it; stopping twice is a no-op.
+func (r *running) stop() {
+	r.mu.Lock()
+	p := r.proc
+	r.proc = nil
+	r.mu.Unlock()
+	if p != nil {
+		p.stop()
+	}
+}
+
+func (r *running) signal(sig syscall.Signal) error {
+	r.mu.Lock()
+	p := r.proc
+	r.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("peers: %s not running", r.name)
+	}
+	return p.signal(sig)
+}
 
 func tail(path string, n int) string {
 	data, err := os.ReadFile(path)

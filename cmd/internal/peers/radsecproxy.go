@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 
 	"github.com/mxedge/mxedge/internal/labpki"
@@ -57,8 +56,7 @@ type Radsecproxy struct {
 	Addr   string // UDP listener host:port
 	Secret string
 
-	mu   sync.Mutex
-	proc *process
+	run running
 }
 
 // The server block's name shows in radsecproxy's "TLS connection to
@@ -69,11 +67,7 @@ const radsecproxyServerName = "home"
 // foreground, returning once its TLS connection to the server is up (or
 // just its UDP listener with NoWaitUpstream), bounded by ctx.
 func StartRadsecproxy(ctx context.Context, dir string, opts RadsecproxyOptions) (*Radsecproxy, error) {
-	bin := opts.Bin
-	if bin == "" {
-		bin = "radsecproxy"
-	}
-	bin, err := LookBin(bin)
+	bin, err := lookBinOr(opts.Bin, "radsecproxy")
 	if err != nil {
 		return nil, err
 	}
@@ -129,6 +123,7 @@ func StartRadsecproxy(ctx context.Context, dir string, opts RadsecproxyOptions) 
 		Logs:   filepath.Join(dir, "radsecproxy.log"),
 		Addr:   net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.ListenPort)),
 		Secret: opts.Secret,
+		run:    running{name: "radsecproxy"},
 	}
 	// radsecproxy's config has no quoting; paths come from our own temp
 	// dirs, secrets from tests.
@@ -167,43 +162,18 @@ tls default {
 		p.stop()
 		return nil, err
 	}
-	r.proc = p
+	r.run.set(p)
 	return r, nil
 }
 
 // PID is the process id (0 when stopped).
-func (r *Radsecproxy) PID() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.proc == nil {
-		return 0
-	}
-	return r.proc.pid()
-}
+func (r *Radsecproxy) PID() int { return r.run.pid() }
 
 // Stop terminates radsecproxy (SIGTERM, then SIGKILL) and waits for it.
-func (r *Radsecproxy) Stop() {
-	r.mu.Lock()
-	p := r.proc
-	r.proc = nil
-	r.mu.Unlock()
-	if p != nil {
-		p.stop()
-	}
-}
+func (r *Radsecproxy) Stop() { r.run.stop() }
 
 // Pause freezes radsecproxy (SIGSTOP); Resume continues it.
-func (r *Radsecproxy) Pause() error { return r.signal(syscall.SIGSTOP) }
+func (r *Radsecproxy) Pause() error { return r.run.signal(syscall.SIGSTOP) }
 
 // Resume continues a paused radsecproxy (SIGCONT).
-func (r *Radsecproxy) Resume() error { return r.signal(syscall.SIGCONT) }
-
-func (r *Radsecproxy) signal(sig syscall.Signal) error {
-	r.mu.Lock()
-	p := r.proc
-	r.mu.Unlock()
-	if p == nil {
-		return errors.New("peers: radsecproxy not running")
-	}
-	return p.signal(sig)
-}
+func (r *Radsecproxy) Resume() error { return r.run.signal(syscall.SIGCONT) }
